@@ -1,0 +1,14 @@
+"""rlhf_tutorial: the thin, tested package behind the RLHF notebook course.
+
+Each module is a page or two and every public function names the notebook that explains it:
+
+- :mod:`rlhf_tutorial.utils`    seeding, torch threads, device choice, timers (notebook 00)
+- :mod:`rlhf_tutorial.tabular`  tabular Q-learning and value iteration (notebook 01)
+- :mod:`rlhf_tutorial.rl`       returns, GAE, policies, vector-env rollouts, evaluation (notebooks 02-03)
+- :mod:`rlhf_tutorial.reinforce` REINFORCE with a baseline (notebook 02)
+- :mod:`rlhf_tutorial.ppo`      A2C and PPO losses and the PPO trainer (notebook 03)
+- :mod:`rlhf_tutorial.sac`      Soft Actor-Critic for continuous actions (notebook 03)
+- :mod:`rlhf_tutorial.plots`    learning curves, episode frames and animations
+"""
+
+__version__ = "0.1.0"

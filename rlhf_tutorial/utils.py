@@ -1,0 +1,105 @@
+"""Seeding, torch threads, device choice and small timers.
+
+Explained in notebook 00 (welcome & setup); used by every later notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+__all__ = ["seed_everything", "set_torch_threads", "get_device", "describe_setup", "timer"]
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python's ``random``, NumPy and torch; return a NumPy ``Generator`` for local use.
+
+    Notebook 00. Gymnasium environments are seeded separately with ``env.reset(seed=...)``.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def set_torch_threads(n: int | None = None) -> int:
+    """Set the number of CPU threads torch uses and return it.
+
+    Notebook 00. The default ``n=None`` picks ``min(2, os.cpu_count())``. The small networks of
+    Parts 1-3 run fastest with 1-2 threads: more threads only add synchronisation overhead.
+    """
+    if n is None:
+        n = min(2, os.cpu_count() or 1)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n (number of torch threads) must be a positive int, got {n!r}")
+    torch.set_num_threads(n)
+    return n
+
+
+def get_device(prefer: str = "auto") -> torch.device:
+    """Return the torch device to use: ``"auto"`` picks CUDA when available, else CPU.
+
+    Notebook 00. ``prefer`` may be ``"auto"``, ``"cpu"`` or ``"cuda"``; asking for CUDA on a
+    machine without it raises ``ValueError`` instead of failing later inside a model.
+    """
+    options = ("auto", "cpu", "cuda")
+    if prefer not in options:
+        raise ValueError(f"prefer must be one of {options}, got {prefer!r}")
+    if prefer == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if prefer == "cuda" and not torch.cuda.is_available():
+        raise ValueError("prefer='cuda' but torch.cuda.is_available() is False; use 'auto' or 'cpu'")
+    return torch.device(prefer)
+
+
+def describe_setup() -> dict:
+    """Versions, device and thread count, as a dict (notebook 00's install check)."""
+    import gymnasium
+    import matplotlib
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "device": str(get_device()),
+        "cuda_available": torch.cuda.is_available(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:  # pragma: no cover - transformers is a dependency, but Part 1 runs without it
+        info["transformers"] = None
+    return info
+
+
+@contextmanager
+def timer():
+    """Context manager that measures wall time: ``with timer() as t: ...; t()`` gives seconds."""
+    start = time.perf_counter()
+    end = None
+
+    def elapsed() -> float:
+        return (end if end is not None else time.perf_counter()) - start
+
+    try:
+        yield elapsed
+    finally:
+        end = time.perf_counter()

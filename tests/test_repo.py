@@ -1,0 +1,57 @@
+"""Repository-level checks: the README's test command is the one CI runs, dependencies agree."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_test_command() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- test-command -->\s*```bash\n(.+?)\n```\s*<!-- /test-command -->", text, re.S)
+    assert m, "README.md must show the test command between <!-- test-command --> markers"
+    return m.group(1).strip()
+
+
+def test_readme_test_command_is_what_ci_runs():
+    cmd = _readme_test_command()
+    assert "pytest" in cmd and "--nbval" in cmd and "notebooks" in cmd
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "test-command" in ci, ".ci/run must read the test command from README.md"
+    # run .ci/run's own extraction and compare
+    extract = re.search(r"cmd=\$\((.+)\)\n", ci).group(1)
+    out = subprocess.run(["bash", "-c", extract], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == cmd
+
+
+def _names(reqs):
+    return {re.split(r"[<>=\[ ;]", r.strip(), maxsplit=1)[0].lower() for r in reqs if r.strip() and not r.startswith("#")}
+
+
+def test_requirements_pyproject_and_environment_agree():
+    py = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deps = py["project"]["dependencies"]
+    req = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    env = (ROOT / "environment.yml").read_text()
+    assert _names(deps) <= _names(req), "every runtime dependency of pyproject.toml must be in requirements.txt"
+    for line in req:
+        assert line in env, f"environment.yml lacks {line!r} from requirements.txt"
+    # lower bounds only, torch never pinned exactly
+    for line in req + deps:
+        assert "==" not in line, f"no exact pins in requirements: {line!r}"
+    assert py["project"]["requires-python"] == ">=3.10"
+    assert {"test", "bench"} <= set(py["project"]["optional-dependencies"])
+
+
+def test_every_syllabus_notebook_that_exists_is_linked_from_readme():
+    readme = (ROOT / "README.md").read_text()
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"notebooks/{nb.name}" in readme, f"README does not link {nb.name}"
+
+
+def test_committed_notebooks_are_clean():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_notebooks.py")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
