@@ -19,6 +19,7 @@ from torch import nn
 
 from .rl import (
     ActorCritic,
+    Rollout,
     RolloutCollector,
     check_probability,
     compute_gae,
@@ -28,7 +29,8 @@ from .rl import (
     require_discrete,
 )
 
-__all__ = ["PPOConfig", "ppo_policy_loss", "ppo_value_loss", "a2c_loss", "normalize", "train_ppo", "ALGORITHMS"]
+__all__ = ["PPOConfig", "ppo_policy_loss", "ppo_value_loss", "a2c_loss", "normalize", "rollout_to_batch",
+           "ppo_update", "train_ppo", "ALGORITHMS"]
 
 ALGORITHMS = ("ppo", "a2c")
 
@@ -161,6 +163,75 @@ def a2c_loss(logp: torch.Tensor, advantages: torch.Tensor, values: torch.Tensor,
     return loss, {"policy_loss": pg.item(), "value_loss": v.item(), "entropy": ent.item()}
 
 
+def rollout_to_batch(ro: Rollout, gamma: float, gae_lambda: float, bootstrap_truncated: bool = True) -> dict:
+    """GAE advantages and value targets for a :class:`~rlhf_tutorial.rl.Rollout`, flattened to 1-D.
+
+    Notebook 03. Auto-reset steps (``valid == False``) are dropped. With
+    ``bootstrap_truncated=False`` a time-limit truncation is treated like a termination (the
+    common bug the notebook demonstrates). Returns a dict of tensors: ``obs``, ``actions``,
+    ``logprobs``, ``values``, ``advantages``, ``returns``.
+    """
+    term = ro.terminated if bootstrap_truncated else torch.clamp(ro.terminated + ro.truncated, max=1.0)
+    adv, returns = compute_gae(ro.rewards, ro.values, ro.next_values, term, ro.truncated, gamma, gae_lambda)
+    m = ro.valid.reshape(-1)
+    return {
+        "obs": ro.obs.reshape((-1,) + ro.obs.shape[2:])[m],
+        "actions": ro.actions.reshape(-1)[m],
+        "logprobs": ro.logprobs.reshape(-1)[m],
+        "values": ro.values.reshape(-1)[m],
+        "advantages": adv.reshape(-1)[m],
+        "returns": returns.reshape(-1)[m],
+    }
+
+
+def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict, cfg: PPOConfig,
+               clip_coef: float | None = None) -> dict:
+    """One PPO (or A2C) update on a batch from :func:`rollout_to_batch`; returns mean diagnostics.
+
+    Notebook 03. PPO: ``cfg.update_epochs`` passes over the batch in ``cfg.num_minibatches``
+    shuffled minibatches (``torch.randperm``, so seed torch for a reproducible update); each
+    minibatch whitens its advantages, adds the clipped surrogate, the (optionally clipped) value
+    loss and the entropy bonus, clips the global gradient norm and takes an Adam step. Stops
+    early once ``approx_kl > cfg.target_kl`` when that is set. A2C: one plain gradient step on the
+    whole batch.
+    """
+    clip = cfg.clip_coef if clip_coef is None else clip_coef
+    epochs = cfg.update_epochs if cfg.algo == "ppo" else 1
+    minibatches = cfg.num_minibatches if cfg.algo == "ppo" else 1
+    n = batch["obs"].shape[0]
+    if n == 0:
+        raise ValueError("batch is empty: the rollout had no valid steps")
+    mb_size = max(1, n // minibatches)
+    totals = {"approx_kl": 0.0, "clipfrac": 0.0, "policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "ratio": 0.0}
+    count = 0
+    for _ in range(epochs):
+        perm = torch.randperm(n)
+        for start in range(0, n - mb_size + 1, mb_size):
+            idx = perm[start:start + mb_size]
+            new_logp, entropy, new_v = agent.evaluate(batch["obs"][idx], batch["actions"][idx])
+            mb_adv = normalize(batch["advantages"][idx]) if cfg.norm_adv else batch["advantages"][idx]
+            if cfg.algo == "ppo":
+                pg_loss, st = ppo_policy_loss(new_logp, batch["logprobs"][idx], mb_adv, clip)
+                v_loss = ppo_value_loss(new_v, batch["values"][idx], batch["returns"][idx],
+                                        clip if cfg.clip_vloss else None)
+                ent = entropy.mean()
+                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+                st.update(policy_loss=pg_loss.item(), value_loss=v_loss.item(), entropy=ent.item())
+            else:
+                loss, st = a2c_loss(new_logp, mb_adv, new_v, batch["returns"][idx], entropy, cfg.vf_coef, cfg.ent_coef)
+                st.update(approx_kl=0.0, clipfrac=0.0, ratio=1.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            for k in totals:
+                totals[k] += st[k]
+            count += 1
+            if cfg.target_kl is not None and st["approx_kl"] > cfg.target_kl:
+                return {k: v / count for k, v in totals.items()}
+    return {k: v / count for k, v in totals.items()}
+
+
 # --------------------------------------------------------------------------- training loop
 def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] | None = None,
               progress: bool = True, agent: ActorCritic | None = None):
@@ -188,8 +259,6 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] 
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
     collector = RolloutCollector(envs, seed=cfg.seed)
 
-    epochs = cfg.update_epochs if cfg.algo == "ppo" else 1
-    minibatches = cfg.num_minibatches if cfg.algo == "ppo" else 1
     hist: dict = {k: [] for k in ("global_step", "approx_kl", "clipfrac", "explained_variance", "policy_loss",
                                   "value_loss", "entropy", "lr", "clip_coef", "train_seconds", "episode_step",
                                   "episode_return", "eval_step", "eval_return", "eval_train_seconds")}
@@ -206,56 +275,18 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] 
 
         # 1) collect a rollout with the current policy
         ro = collector.collect(agent, cfg.num_steps)
-        # 2) advantages with GAE: no bootstrap after termination; after truncation only if asked
-        term = ro.terminated if cfg.bootstrap_truncated else torch.clamp(ro.terminated + ro.truncated, max=1.0)
-        adv, returns = compute_gae(ro.rewards, ro.values, ro.next_values, term, ro.truncated, cfg.gamma, cfg.gae_lambda)
-        # 3) flatten, dropping the auto-reset steps
-        m = ro.valid.reshape(-1)
-        b_obs = ro.obs.reshape((-1,) + ro.obs.shape[2:])[m]
-        b_act, b_logp = ro.actions.reshape(-1)[m], ro.logprobs.reshape(-1)[m]
-        b_adv, b_ret, b_val = adv.reshape(-1)[m], returns.reshape(-1)[m], ro.values.reshape(-1)[m]
-        n = b_obs.shape[0]
-
+        # 2) advantages with GAE, 3) flattened into one batch without the auto-reset steps
+        batch = rollout_to_batch(ro, cfg.gamma, cfg.gae_lambda, cfg.bootstrap_truncated)
         # 4) several epochs of minibatch updates
-        mb_size = max(1, n // minibatches)
-        stats_sum = {"approx_kl": 0.0, "clipfrac": 0.0, "policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0}
-        count = 0
-        stop = False
-        for _ in range(epochs):
-            perm = torch.randperm(n)
-            for start in range(0, n - mb_size + 1, mb_size):
-                idx = perm[start:start + mb_size]
-                new_logp, entropy, new_v = agent.evaluate(b_obs[idx], b_act[idx])
-                mb_adv = normalize(b_adv[idx]) if cfg.norm_adv else b_adv[idx]
-                if cfg.algo == "ppo":
-                    pg_loss, st = ppo_policy_loss(new_logp, b_logp[idx], mb_adv, clip)
-                    v_loss = ppo_value_loss(new_v, b_val[idx], b_ret[idx], clip if cfg.clip_vloss else None)
-                    ent = entropy.mean()
-                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
-                    st.update(policy_loss=pg_loss.item(), value_loss=v_loss.item(), entropy=ent.item())
-                else:
-                    loss, st = a2c_loss(new_logp, mb_adv, new_v, b_ret[idx], entropy, cfg.vf_coef, cfg.ent_coef)
-                    st.update(approx_kl=0.0, clipfrac=0.0)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                for k in stats_sum:
-                    stats_sum[k] += st[k]
-                count += 1
-                if cfg.target_kl is not None and st["approx_kl"] > cfg.target_kl:
-                    stop = True
-                    break
-            if stop:
-                break
+        stats = ppo_update(agent, optimizer, batch, cfg, clip)
         train_seconds += time.perf_counter() - t0
 
         # 5) bookkeeping
         step = collector.global_step
         hist["global_step"].append(step)
-        for k, v in stats_sum.items():
-            hist[k].append(v / max(count, 1))
-        hist["explained_variance"].append(explained_variance(b_val, b_ret))
+        for k in ("approx_kl", "clipfrac", "policy_loss", "value_loss", "entropy"):
+            hist[k].append(stats[k])
+        hist["explained_variance"].append(explained_variance(batch["values"], batch["returns"]))
         hist["lr"].append(lr)
         hist["clip_coef"].append(clip)
         hist["train_seconds"].append(train_seconds)

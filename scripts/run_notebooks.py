@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,11 +40,13 @@ def run(path: Path, timeout: int = 1200) -> float:
     start = time.perf_counter()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
-    seconds = time.perf_counter() - start
-    for cell in nb.cells:
-        cell.metadata.pop("execution", None)
-    nbformat.write(nb, path)
+    try:
+        client.execute()
+    finally:  # on failure the notebook is written too, with the error, so you can read it
+        seconds = time.perf_counter() - start
+        for cell in nb.cells:
+            cell.metadata.pop("execution", None)
+        nbformat.write(nb, path)
     return seconds
 
 
@@ -55,7 +58,12 @@ def main() -> int:
     failed = 0
     for p in paths:
         print(f"executing {p.name} ...", flush=True)
-        secs = run(p)
+        try:
+            secs = run(p)
+        except CellExecutionError as err:
+            print(f"  FAILED: {str(err).strip().splitlines()[-1][:300]}")
+            failed += 1
+            continue
         problems = check_notebook(p)
         print(f"  {secs:6.1f} s  {'ok' if not problems else 'PROBLEMS:'}")
         for msg in problems:

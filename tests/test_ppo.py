@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_tutorial.ppo import PPOConfig, a2c_loss, normalize, ppo_policy_loss, ppo_value_loss, train_ppo
+from rlhf_tutorial.ppo import (
+    PPOConfig,
+    a2c_loss,
+    normalize,
+    ppo_policy_loss,
+    ppo_value_loss,
+    train_ppo,
+)
 from rlhf_tutorial.rl import evaluate_policy
 
 

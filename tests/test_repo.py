@@ -3,8 +3,11 @@
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11; on 3.10 these checks are skipped
 
 ROOT = Path(__file__).resolve().parents[1]
 
