@@ -28,6 +28,7 @@ from .rl import (
     make_vec_env,
     require_discrete,
 )
+from .utils import progress_bar
 
 __all__ = ["PPOConfig", "ppo_policy_loss", "ppo_value_loss", "a2c_loss", "normalize", "rollout_to_batch",
            "ppo_update", "train_ppo", "ALGORITHMS"]
@@ -243,8 +244,6 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] 
     ``episode_return``; per evaluation ``eval_step``, ``eval_return`` (mean) and
     ``eval_train_seconds``. ``callback`` receives the latest update's stats after every update.
     """
-    from tqdm.auto import tqdm
-
     cfg = config or PPOConfig()
     cfg.validate()
     torch.set_num_threads(cfg.torch_threads)
@@ -264,7 +263,7 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] 
                                   "episode_return", "eval_step", "eval_return", "eval_train_seconds")}
     hist["config"] = asdict(cfg)
     train_seconds, next_eval = 0.0, cfg.eval_every
-    bar = tqdm(total=cfg.total_timesteps, desc=f"{cfg.algo.upper()} {cfg.env_id}", disable=not progress)
+    bar = progress_bar(total=cfg.total_timesteps, desc=f"{cfg.algo.upper()} {cfg.env_id}", disable=not progress)
     while collector.global_step < cfg.total_timesteps:
         t0 = time.perf_counter()
         frac = 1.0 - collector.global_step / cfg.total_timesteps  # linear annealing schedule

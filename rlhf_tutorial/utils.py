@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "set_torch_threads", "get_device", "describe_setup", "timer"]
+__all__ = ["seed_everything", "set_torch_threads", "get_device", "describe_setup", "timer", "progress_bar"]
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -103,3 +103,15 @@ def timer():
         yield elapsed
     finally:
         end = time.perf_counter()
+
+
+def progress_bar(*args, disable: bool = False, **kwargs):
+    """A ``tqdm.auto`` progress bar (a widget in Jupyter, text elsewhere) that honours ``TQDM_DISABLE``.
+
+    ``scripts/run_notebooks.py`` sets ``TQDM_DISABLE=1`` so committed notebooks carry no
+    progress-bar timings; the notebook flavour of tqdm does not read that variable itself.
+    """
+    from tqdm.auto import tqdm
+
+    env_off = os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
+    return tqdm(*args, disable=disable or env_off, **kwargs)

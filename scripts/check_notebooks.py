@@ -22,7 +22,8 @@ NOISE = [
 def _texts(cell):
     for out in cell.get("outputs", []):
         if out.get("output_type") == "stream":
-            yield out.get("text", "")
+            text = out.get("text", "")
+            yield text if isinstance(text, str) else "".join(text)
         for mime, data in out.get("data", {}).items():
             if mime.startswith("text/") and mime != "text/html":
                 yield data if isinstance(data, str) else "".join(data)
