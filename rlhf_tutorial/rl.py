@@ -100,6 +100,9 @@ def compute_gae(rewards, values, next_values, terminated, truncated, gamma: floa
     for name, t in (("values", v), ("next_values", nv), ("terminated", term), ("truncated", trunc)):
         if t.shape != r.shape:
             raise ValueError(f"{name} must have the shape of rewards {tuple(r.shape)}, got {tuple(t.shape)}")
+    for name, t in (("terminated", term), ("truncated", trunc)):
+        if not ((t == 0) | (t == 1)).all():
+            raise ValueError(f"{name} must hold only 0/1 (or booleans), got values {sorted(set(t.flatten().tolist()))[:5]}")
     not_term = 1.0 - term
     deltas = r + gamma * not_term * nv - v
     cont = not_term * (1.0 - trunc)  # the advantage recursion stops at any episode end
@@ -116,10 +119,13 @@ def explained_variance(y_pred, y_true) -> float:
 
     Notebook 03 (a PPO debug signal). Returns ``nan`` when ``y_true`` has zero variance.
     """
-    y_pred = torch.as_tensor(y_pred, dtype=torch.float32).flatten()
-    y_true = torch.as_tensor(y_true, dtype=torch.float32).flatten()
+    y_pred = torch.as_tensor(y_pred, dtype=torch.float32)
+    y_true = torch.as_tensor(y_true, dtype=torch.float32)
     if y_pred.shape != y_true.shape:
-        raise ValueError(f"y_pred and y_true must have the same length, got {len(y_pred)} and {len(y_true)}")
+        raise ValueError(f"y_pred and y_true must have the same shape, got {tuple(y_pred.shape)} and {tuple(y_true.shape)}")
+    y_pred, y_true = y_pred.flatten(), y_true.flatten()
+    if y_true.numel() < 2:
+        return float("nan")
     var = torch.var(y_true)
     if var == 0:
         return float("nan")
@@ -348,20 +354,28 @@ def evaluate_policy(
     n_episodes: int = 10,
     seed: int = 10_000,
     env_kwargs: dict | None = None,
+    max_steps: int = 100_000,
 ) -> np.ndarray:
     """Undiscounted return of ``n_episodes`` episodes, run in parallel in a vector env.
 
     Notebooks 01-03. ``act`` maps a batch of observations to a batch of actions (e.g.
     ``lambda o: agent.act(o, deterministic=True)``). The vector env is reset with ``seed``, so two
-    evaluations of the same deterministic policy give the same numbers.
+    evaluations of the same deterministic policy give the same numbers. An env without a time
+    limit is stopped after ``max_steps`` steps (raising ``RuntimeError``) instead of looping forever.
     """
-    if n_episodes < 1:
-        raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
+    if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes < 1:
+        raise ValueError(f"n_episodes must be a positive int, got {n_episodes!r}")
     envs = make_vec_env(env_id, n_episodes, **(env_kwargs or {}))
     obs, _ = envs.reset(seed=seed)
     returns = np.zeros(n_episodes)
     finished = np.zeros(n_episodes, dtype=bool)
+    steps = 0
     while not finished.all():
+        if steps >= max_steps:
+            envs.close()
+            raise RuntimeError(f"evaluate_policy: episodes of {env_id} did not end within max_steps={max_steps}; "
+                               "wrap the env in a TimeLimit or raise max_steps")
+        steps += 1
         obs, reward, term, trunc, _ = envs.step(np.asarray(act(obs)))
         returns[~finished] += np.asarray(reward)[~finished]
         finished |= np.asarray(term) | np.asarray(trunc)
