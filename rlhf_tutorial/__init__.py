@@ -9,6 +9,10 @@ Each module is a page or two and every public function names the notebook that e
 - :mod:`rlhf_tutorial.ppo`      A2C and PPO losses and the PPO trainer (notebook 03)
 - :mod:`rlhf_tutorial.sac`      Soft Actor-Critic for continuous actions (notebook 03)
 - :mod:`rlhf_tutorial.plots`    learning curves, episode frames and animations
+- :mod:`rlhf_tutorial.envs`     the fixed-horizon CartPole task with a graded true reward (notebooks 04-06)
+- :mod:`rlhf_tutorial.feedback` trajectory segments, synthetic humans, feedback datasets (notebook 04)
 """
 
 __version__ = "0.1.0"
+
+from . import envs  # noqa: E402,F401  registers FixedHorizonCartPole-v0 with Gymnasium
