@@ -11,6 +11,8 @@ Each module is a page or two and every public function names the notebook that e
 - :mod:`rlhf_tutorial.plots`    learning curves, episode frames and animations
 - :mod:`rlhf_tutorial.envs`     the fixed-horizon CartPole task with a graded true reward (notebooks 04-06)
 - :mod:`rlhf_tutorial.feedback` trajectory segments, synthetic humans, feedback datasets (notebook 04)
+- :mod:`rlhf_tutorial.widgets`  the labeling widget; answers saved as JSON lines (notebook 04)
+- :mod:`rlhf_tutorial.imitation` behaviour cloning, MaxEnt IRL and apprenticeship learning (notebook 04)
 """
 
 __version__ = "0.1.0"
