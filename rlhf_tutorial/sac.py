@@ -1,0 +1,445 @@
+r"""Soft Actor-Critic (Haarnoja et al. 2018) for continuous actions, CleanRL-style (notebook 03).
+
+SAC is an off-policy algorithm based on maximum entropy (seed §3.3.2): the policy π_φ maximises
+reward *plus* entropy, :math:`\sum_t \mathbb{E}[r_t + \alpha\,\mathcal{H}(\pi_\phi(\cdot|s_t))]`,
+and the temperature α is tuned automatically so the entropy stays near a target (−|A|).
+
+Per environment step, after ``learning_starts`` random steps (one gradient step each):
+
+1. act with a ~ π_φ(·|s_t), store (s_t, a_t, r_t, s_{t+1}, terminated, truncated) in the buffer;
+2. sample a batch; critic step on :func:`sac_critic_loss` (twin Q, soft Bellman target);
+3. every ``policy_frequency`` steps, actor step on :func:`sac_actor_loss` and temperature step on
+   :func:`sac_alpha_loss` (a delayed actor, as in TD3 and CleanRL: cheaper, and steadier here);
+4. Polyak-average the target critics: θ' ← τθ + (1−τ)θ' (:func:`polyak_update`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .rl import check_probability, evaluate_policy, make_env, mlp
+from .utils import seed_everything
+
+__all__ = [
+    "SACConfig",
+    "ReplayBatch",
+    "ReplayBuffer",
+    "SquashedGaussianActor",
+    "TwinQ",
+    "tanh_log_det_jacobian",
+    "polyak_update",
+    "soft_q_target",
+    "sac_critic_loss",
+    "sac_actor_loss",
+    "sac_alpha_loss",
+    "train_sac",
+]
+
+
+@dataclass
+class SACConfig:
+    """Every SAC hyperparameter, with its default (tuned so Pendulum-v1 is solved in < 1 min on CPU)."""
+
+    env_id: str = "Pendulum-v1"  # Gymnasium task with a Box action space
+    total_timesteps: int = 8_000  # environment steps (a Pendulum episode is 200 steps)
+    learning_starts: int = 1_000  # uniformly random actions before the first update
+    buffer_size: int = 100_000  # replay buffer capacity, in transitions
+    batch_size: int = 256  # transitions per gradient step
+    gamma: float = 0.99  # discount factor γ
+    tau: float = 0.01  # Polyak factor of the target critics: θ' ← τθ + (1−τ)θ'
+    policy_lr: float = 1e-3  # Adam learning rate of the actor π_φ
+    q_lr: float = 1e-3  # Adam learning rate of the twin critics Q_θ1, Q_θ2
+    alpha_lr: float = 1e-3  # Adam learning rate of log α (when autotune)
+    policy_frequency: int = 2  # update the actor and α every this many critic updates (TD3's delay)
+    hidden: tuple = (128, 128)  # hidden layer sizes of the actor and of each critic
+    alpha: float = 0.2  # entropy temperature α: fixed, or the initial value when autotune
+    autotune: bool = True  # learn α so that the policy's entropy tracks target_entropy
+    target_entropy: float | None = None  # None means −|A| (minus the action dimension)
+    log_std_min: float = -5.0  # the actor's log σ is squashed into [log_std_min, log_std_max]
+    log_std_max: float = 2.0
+    seed: int = 0  # seeds Python, NumPy, torch, the env and the replay buffer
+    torch_threads: int = 1  # CPU threads during training (small nets: 1 is fastest)
+    eval_every: int = 500  # evaluate the deterministic policy every this many steps (0: never)
+    eval_episodes: int = 10  # episodes per evaluation
+    eval_seed: int = 10_000  # seed of the evaluation envs (evaluate_policy's default)
+    target_return: float | None = None  # stop early once the eval mean is >= this (None: never)
+
+    def __post_init__(self):
+        for name in ("total_timesteps", "buffer_size", "batch_size", "policy_frequency", "torch_threads",
+                     "eval_episodes"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("learning_starts", "eval_every", "seed"):
+            _check_int(name, getattr(self, name), minimum=0)
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be <= buffer_size ({self.buffer_size})")
+        check_probability("gamma", self.gamma)
+        if check_probability("tau", self.tau) == 0.0:
+            raise ValueError("tau must be in (0, 1], got 0 (the target critics would never move)")
+        for name in ("policy_lr", "q_lr", "alpha_lr", "alpha"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if len(self.hidden) == 0 or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty tuple of positive ints, got {self.hidden!r}")
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError(f"log_std_min ({self.log_std_min}) must be < log_std_max ({self.log_std_max})")
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_batch(**tensors: torch.Tensor) -> None:
+    """All tensors must be 1-D ``(B,)`` with the same B (the first one named sets B)."""
+    first_name, first = next(iter(tensors.items()))
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.ndim != 1 or t.shape != first.shape:
+            want = f"({first.shape[0]},) like {first_name}" if first.ndim == 1 else "(batch,)"
+            raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+
+
+# --------------------------------------------------------------------------- replay buffer
+class ReplayBatch(NamedTuple):
+    """A batch sampled from :class:`ReplayBuffer`, as float32 tensors (notebook 03)."""
+
+    obs: torch.Tensor  # (B, obs_dim)
+    actions: torch.Tensor  # (B, act_dim), in the env's units
+    rewards: torch.Tensor  # (B,)
+    next_obs: torch.Tensor  # (B, obs_dim): the real next state, also at episode ends
+    terminated: torch.Tensor  # (B,) 1.0 where the MDP ended: no bootstrap
+    truncated: torch.Tensor  # (B,) 1.0 where a time limit cut the episode: bootstrap anyway
+
+
+class ReplayBuffer:
+    """A ring buffer of transitions in NumPy arrays, sampled uniformly (notebook 03).
+
+    Terminated and truncated are stored separately: only termination stops bootstrapping; a
+    time-limit cut (Pendulum always ends by truncation at 200 steps) still has a future worth
+    Q(s_{t+1}, a'), so ``next_obs`` must be the real final observation, not the reset one.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int, seed: int | None = None):
+        _check_int("capacity", capacity, minimum=1)
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((capacity, act_dim), dtype=np.float32)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.truncated = np.zeros(capacity, dtype=np.float32)
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, action, reward: float, next_obs, terminated: bool, truncated: bool) -> None:
+        """Store one transition, overwriting the oldest one when full."""
+        i = self.pos
+        self.obs[i], self.actions[i], self.next_obs[i] = obs, action, next_obs
+        self.rewards[i], self.terminated[i], self.truncated[i] = reward, terminated, truncated
+        self.pos = (self.pos + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int) -> ReplayBatch:
+        """``batch_size`` transitions drawn uniformly (with replacement) from the stored ones."""
+        _check_int("batch_size", batch_size, minimum=1)
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty ReplayBuffer; add transitions first")
+        idx = self.rng.integers(0, self.size, size=batch_size)
+        arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminated, self.truncated)
+        return ReplayBatch(*(torch.from_numpy(a[idx]) for a in arrays))
+
+
+# --------------------------------------------------------------------------- networks
+def tanh_log_det_jacobian(u: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log(1-\tanh(u)^2)`, elementwise, in the stable form :math:`2(\log 2 - u - \mathrm{softplus}(-2u))`.
+
+    The naive ``log(1 - tanh(u)**2 + 1e-6)`` loses all precision once |u| > ~9 (tanh(u)² rounds to
+    1); this identity is exact for every u.
+    """
+    return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+
+
+class SquashedGaussianActor(nn.Module):
+    r"""π_φ(a|s): a = bias + scale·tanh(u), u ~ N(μ_φ(s), σ_φ(s)²) (notebook 03).
+
+    The tanh keeps actions inside the env's bounds ``[low, high]``; the change of variables gives
+
+    .. math:: \log\pi(a|s) = \log\mathcal{N}(u;\mu,\sigma) - \sum_i \big[\log(1-\tanh(u_i)^2) + \log \mathrm{scale}_i\big].
+
+    The deterministic action (for evaluation) is bias + scale·tanh(μ).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, low, high, hidden=(256, 256),
+                 log_std_min: float = -5.0, log_std_max: float = 2.0):
+        super().__init__()
+        low, high = np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
+        if low.shape != (act_dim,) or high.shape != (act_dim,):
+            raise ValueError(f"low and high must have shape ({act_dim},), got {low.shape} and {high.shape}")
+        if not (np.isfinite(low).all() and np.isfinite(high).all() and (high > low).all()):
+            raise ValueError(f"action bounds must be finite with high > low, got low={low}, high={high}")
+        # one MLP outputs [μ, pre-log σ]; small last layer ⇒ μ ≈ 0 at the start
+        self.net = mlp(obs_dim, 2 * act_dim, hidden, out_std=0.01, activation=nn.ReLU)
+        self.register_buffer("action_scale", torch.as_tensor((high - low) / 2.0))
+        self.register_buffer("action_bias", torch.as_tensor((high + low) / 2.0))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor):
+        """Return μ and log σ of the Gaussian over the pre-tanh u, each ``(B, act_dim)``."""
+        mean, pre = self.net(obs).chunk(2, dim=-1)
+        # squash log σ smoothly into [log_std_min, log_std_max] (CleanRL), instead of clamping
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(pre) + 1)
+        return mean, log_std
+
+    def sample(self, obs: torch.Tensor):
+        """Reparameterised sample: ``(action, log π(action|s), deterministic action)``.
+
+        Shapes ``(B, A)``, ``(B,)``, ``(B, A)``; actions are in the env's units.
+        """
+        mean, log_std = self(obs)
+        std = log_std.exp()
+        u = mean + std * torch.randn_like(mean)  # u = μ + σε: gradients flow to μ and σ
+        gauss_logp = (-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        logp = gauss_logp - (tanh_log_det_jacobian(u) + torch.log(self.action_scale)).sum(-1)
+        action = self.action_bias + self.action_scale * torch.tanh(u)
+        return action, logp, self.action_bias + self.action_scale * torch.tanh(mean)
+
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False) -> np.ndarray:
+        """NumPy actions for a batch of observations (or one observation); tanh(μ) when ``deterministic``."""
+        obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+        single = obs_t.ndim == 1
+        if single:
+            obs_t = obs_t[None]
+        if deterministic:
+            mean, _ = self(obs_t)
+            action = self.action_bias + self.action_scale * torch.tanh(mean)
+        else:
+            action = self.sample(obs_t)[0]
+        action = action.numpy()
+        return action[0] if single else action
+
+
+class TwinQ(nn.Module):
+    """Two independent critics Q_θ1(s,a), Q_θ2(s,a) (notebook 03).
+
+    Taking the min of the two in the target and in the actor loss curbs the overestimation that a
+    single critic maximised by the actor suffers from (the clipped double-Q trick of TD3).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden=(256, 256)):
+        super().__init__()
+        self.q1 = mlp(obs_dim + act_dim, 1, hidden, out_std=1.0, activation=nn.ReLU)
+        self.q2 = mlp(obs_dim + act_dim, 1, hidden, out_std=1.0, activation=nn.ReLU)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor):
+        """Return ``(Q1(s,a), Q2(s,a))``, each of shape ``(B,)``."""
+        x = torch.cat([obs, actions], dim=-1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """θ' ← τ·θ + (1−τ)·θ' for every parameter: the slowly moving target critics (notebook 03)."""
+    tau = check_probability("tau", tau)
+    t_params, s_params = list(target.parameters()), list(source.parameters())
+    if len(t_params) != len(s_params) or any(a.shape != b.shape for a, b in zip(t_params, s_params, strict=True)):
+        raise ValueError("target and source must have the same architecture (parameter shapes differ)")
+    for tp, sp in zip(t_params, s_params, strict=True):
+        tp.lerp_(sp, tau)
+
+
+# --------------------------------------------------------------------------- the three losses
+def soft_q_target(rewards, terminated, next_q1, next_q2, next_logp, gamma: float, alpha: float) -> torch.Tensor:
+    r"""Soft Bellman target :math:`y = r + \gamma(1-\mathrm{term})\,[\min_j Q'_j(s', a') - \alpha\log\pi(a'|s')]`.
+
+    a' ~ π_φ(·|s') is a fresh sample at the next state; Q'_j are the *target* critics. Only
+    ``terminated`` stops the bootstrap (truncation does not). Returned without gradient, ``(B,)``.
+    """
+    gamma = check_probability("gamma", gamma)
+    _check_batch(rewards=rewards, terminated=terminated, next_q1=next_q1, next_q2=next_q2, next_logp=next_logp)
+    with torch.no_grad():
+        soft_v = torch.min(next_q1, next_q2) - alpha * next_logp  # V(s') = E[min Q' − α log π]
+        return rewards + gamma * (1.0 - terminated.float()) * soft_v
+
+
+def sac_critic_loss(q1, q2, rewards, terminated, next_q1, next_q2, next_logp, gamma: float, alpha: float):
+    r"""Twin-critic loss :math:`\mathrm{MSE}(Q_1(s,a), y) + \mathrm{MSE}(Q_2(s,a), y)` with y from :func:`soft_q_target`.
+
+    Notebook 03. ``q1, q2`` are the online critics at the buffer's (s, a); every argument is a
+    ``(B,)`` tensor except the floats ``gamma`` and ``alpha``.
+    """
+    _check_batch(q1=q1, q2=q2, rewards=rewards)
+    y = soft_q_target(rewards, terminated, next_q1, next_q2, next_logp, gamma, alpha)
+    return F.mse_loss(q1, y) + F.mse_loss(q2, y)
+
+
+def sac_actor_loss(logp, q1_pi, q2_pi, alpha: float) -> torch.Tensor:
+    r"""Actor loss :math:`\mathbb{E}_s[\alpha\log\pi(\tilde a|s) - \min_j Q_j(s,\tilde a)]`, ã ~ π_φ(·|s) reparameterised.
+
+    Notebook 03. Minimising it maximises the soft value: high Q *and* high entropy. ``logp``,
+    ``q1_pi``, ``q2_pi`` are ``(B,)``; ``alpha`` is a float (held fixed in this step).
+    """
+    _check_batch(logp=logp, q1_pi=q1_pi, q2_pi=q2_pi)
+    if float(alpha) < 0:
+        raise ValueError(f"alpha must be >= 0, got {float(alpha)}")
+    return (alpha * logp - torch.min(q1_pi, q2_pi)).mean()
+
+
+def sac_alpha_loss(log_alpha: torch.Tensor, logp, target_entropy: float) -> torch.Tensor:
+    r"""Temperature loss :math:`-\log\alpha\cdot\mathbb{E}[\log\pi(a|s) + \bar{\mathcal{H}}]` (``logp`` detached).
+
+    Notebook 03. When the entropy −E[log π] is below the target H̄ the bracket is positive, the
+    gradient descent step raises log α, and a larger α pushes the actor to explore more (and vice
+    versa). ``log_alpha`` is a scalar tensor with ``requires_grad``; ``logp`` is ``(B,)``.
+    """
+    if not isinstance(log_alpha, torch.Tensor) or log_alpha.numel() != 1:
+        raise ValueError(f"log_alpha must be a 1-element tensor, got {type(log_alpha).__name__} "
+                         f"{tuple(getattr(log_alpha, 'shape', ()))}")
+    _check_batch(logp=logp)
+    return -(log_alpha.reshape(()) * (logp.detach() + target_entropy)).mean()
+
+
+# --------------------------------------------------------------------------- training
+def train_sac(config: SACConfig | None = None, callback: Callable | None = None, progress: bool = True):
+    """Train SAC on ``config.env_id``; return ``(actor, history)`` (notebook 03).
+
+    ``history`` holds lists: ``episode_step``/``episode_return`` (every finished training
+    episode), ``eval_step``/``eval_return``/``eval_return_std`` (deterministic evaluations),
+    ``log_step`` with ``q_loss``, ``actor_loss``, ``alpha``, ``entropy`` (−mean log π) and
+    ``q_value`` (mean Q1 on the batch) every 100 env steps once updates start, plus ``steps`` (env steps done), ``seconds`` (wall time) and
+    ``stopped_early``. ``callback(step, history)`` is called after every evaluation; returning
+    True stops training. Seeds are fixed, so a run is deterministic on CPU for a given config.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = SACConfig() if config is None else config
+    if not isinstance(cfg, SACConfig):
+        raise TypeError(f"config must be a SACConfig, got {type(cfg).__name__}")
+    env = make_env(cfg.env_id)  # ValueError for an unknown id
+    if not isinstance(env.action_space, gym.spaces.Box):
+        env.close()
+        raise TypeError(f"SAC here needs a Box action space, got {type(env.action_space).__name__} "
+                        f"{env.action_space} for {cfg.env_id}; use rlhf_tutorial.ppo for discrete actions")
+    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        env.close()
+        raise TypeError(f"SAC here needs a flat Box observation space, got {env.observation_space}")
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.torch_threads)
+    seed_everything(cfg.seed)
+    env.action_space.seed(cfg.seed)
+    hidden = tuple(int(h) for h in cfg.hidden)
+    actor = SquashedGaussianActor(obs_dim, act_dim, env.action_space.low, env.action_space.high,
+                                  hidden, cfg.log_std_min, cfg.log_std_max)
+    qf = TwinQ(obs_dim, act_dim, hidden)
+    qf_target = copy.deepcopy(qf).requires_grad_(False)
+    q_opt = torch.optim.Adam(qf.parameters(), lr=cfg.q_lr)
+    actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.policy_lr)
+    target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
+    log_alpha = torch.tensor(math.log(cfg.alpha), requires_grad=True)
+    alpha_opt = torch.optim.Adam([log_alpha], lr=cfg.alpha_lr)
+    alpha = cfg.alpha
+    rb = ReplayBuffer(obs_dim, act_dim, cfg.buffer_size, seed=cfg.seed)
+
+    keys = ("episode_step", "episode_return", "eval_step", "eval_return", "eval_return_std",
+            "log_step", "q_loss", "actor_loss", "alpha", "entropy", "q_value")
+    history: dict = {k: [] for k in keys}
+    history.update(steps=0, seconds=0.0, stopped_early=False)
+    start = time.perf_counter()
+    bar = tqdm(total=cfg.total_timesteps, desc=f"SAC {cfg.env_id}", **({} if progress else {"disable": True}))
+    obs, _ = env.reset(seed=cfg.seed)
+    ep_return, step = 0.0, 0
+    actor_loss = logp = torch.full((1,), float("nan"))  # logged before the first actor update
+    try:
+        for step in range(1, cfg.total_timesteps + 1):
+            # 1. act: uniformly random at first, then a ~ π_φ(·|s); store the transition
+            if step <= cfg.learning_starts:
+                action = env.action_space.sample()
+            else:
+                action = actor.act(obs, deterministic=False)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            rb.add(obs, action, reward, next_obs, terminated, truncated)  # next_obs: the real s_{t+1}
+            ep_return += float(reward)
+            obs = next_obs
+            if terminated or truncated:
+                history["episode_step"].append(step)
+                history["episode_return"].append(ep_return)
+                bar.set_postfix(ep_return=f"{ep_return:.0f}", alpha=f"{alpha:.3f}", refresh=False)
+                obs, ep_return = env.reset()[0], 0.0
+
+            if step > cfg.learning_starts:
+                b = rb.sample(cfg.batch_size)
+                # 2. critic: regress both Q's on the soft Bellman target
+                with torch.no_grad():
+                    next_a, next_logp, _ = actor.sample(b.next_obs)
+                    next_q1, next_q2 = qf_target(b.next_obs, next_a)
+                q1, q2 = qf(b.obs, b.actions)
+                q_loss = sac_critic_loss(q1, q2, b.rewards, b.terminated, next_q1, next_q2, next_logp,
+                                         cfg.gamma, alpha)
+                q_opt.zero_grad()
+                q_loss.backward()
+                q_opt.step()
+                # 3. actor through the (frozen) critics, then the temperature
+                if step % cfg.policy_frequency == 0:
+                    qf.requires_grad_(False)  # gradients flow through Q to the action, not into θ
+                    pi_a, logp, _ = actor.sample(b.obs)
+                    q1_pi, q2_pi = qf(b.obs, pi_a)
+                    actor_loss = sac_actor_loss(logp, q1_pi, q2_pi, alpha)
+                    actor_opt.zero_grad()
+                    actor_loss.backward()
+                    actor_opt.step()
+                    qf.requires_grad_(True)
+                    if cfg.autotune:
+                        alpha_loss = sac_alpha_loss(log_alpha, logp, target_entropy)
+                        alpha_opt.zero_grad()
+                        alpha_loss.backward()
+                        alpha_opt.step()
+                        alpha = float(log_alpha.detach().exp())
+                # 4. target critics follow slowly
+                polyak_update(qf_target, qf, cfg.tau)
+                if step % 100 == 0:
+                    history["log_step"].append(step)
+                    history["q_loss"].append(float(q_loss.detach()))
+                    history["actor_loss"].append(float(actor_loss.detach()))
+                    history["alpha"].append(alpha)
+                    history["entropy"].append(-float(logp.detach().mean()))
+                    history["q_value"].append(float(q1.detach().mean()))
+            bar.update(1)
+
+            if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.total_timesteps):
+                returns = evaluate_policy(lambda o: actor.act(o, deterministic=True), cfg.env_id,
+                                          cfg.eval_episodes, seed=cfg.eval_seed)
+                history["eval_step"].append(step)
+                history["eval_return"].append(float(returns.mean()))
+                history["eval_return_std"].append(float(returns.std()))
+                bar.set_postfix(eval=f"{returns.mean():.0f}", alpha=f"{alpha:.3f}", refresh=False)
+                stop = cfg.target_return is not None and returns.mean() >= cfg.target_return
+                if callback is not None and callback(step, history):
+                    stop = True
+                if stop:
+                    history["stopped_early"] = step < cfg.total_timesteps
+                    break
+    finally:
+        history["steps"] = step
+        history["seconds"] = time.perf_counter() - start
+        bar.close()
+        env.close()
+        torch.set_num_threads(prev_threads)
+    actor.eval()
+    return actor, history
