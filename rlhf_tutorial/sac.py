@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .rl import check_probability, evaluate_policy, make_env, mlp
-from .utils import seed_everything
+from .utils import progress_bar, seed_everything
 
 __all__ = [
     "SACConfig",
@@ -325,8 +325,6 @@ def train_sac(config: SACConfig | None = None, callback: Callable | None = None,
     ``stopped_early``. ``callback(step, history)`` is called after every evaluation; returning
     True stops training. Seeds are fixed, so a run is deterministic on CPU for a given config.
     """
-    from tqdm.auto import tqdm
-
     cfg = SACConfig() if config is None else config
     if not isinstance(cfg, SACConfig):
         raise TypeError(f"config must be a SACConfig, got {type(cfg).__name__}")
@@ -338,15 +336,20 @@ def train_sac(config: SACConfig | None = None, callback: Callable | None = None,
     if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
         env.close()
         raise TypeError(f"SAC here needs a flat Box observation space, got {env.observation_space}")
+    low, high = env.action_space.low, env.action_space.high
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        env.close()
+        raise ValueError(f"SAC here needs finite action bounds to squash into, got low={low}, high={high}")
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
 
+    # the thread count changes the last bits of the (orthogonal) init and of every update, so it is
+    # part of what makes a run reproducible; set before the networks are built, restored at the end
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     env.action_space.seed(cfg.seed)
     hidden = tuple(int(h) for h in cfg.hidden)
-    actor = SquashedGaussianActor(obs_dim, act_dim, env.action_space.low, env.action_space.high,
-                                  hidden, cfg.log_std_min, cfg.log_std_max)
+    actor = SquashedGaussianActor(obs_dim, act_dim, low, high, hidden, cfg.log_std_min, cfg.log_std_max)
     qf = TwinQ(obs_dim, act_dim, hidden)
     qf_target = copy.deepcopy(qf).requires_grad_(False)
     q_opt = torch.optim.Adam(qf.parameters(), lr=cfg.q_lr)
@@ -362,7 +365,7 @@ def train_sac(config: SACConfig | None = None, callback: Callable | None = None,
     history: dict = {k: [] for k in keys}
     history.update(steps=0, seconds=0.0, stopped_early=False)
     start = time.perf_counter()
-    bar = tqdm(total=cfg.total_timesteps, desc=f"SAC {cfg.env_id}", **({} if progress else {"disable": True}))
+    bar = progress_bar(total=cfg.total_timesteps, desc=f"SAC {cfg.env_id}", disable=not progress)
     obs, _ = env.reset(seed=cfg.seed)
     ep_return, step = 0.0, 0
     actor_loss = logp = torch.full((1,), float("nan"))  # logged before the first actor update
