@@ -242,7 +242,11 @@ def test_train_sac_smoke_is_deterministic_and_restores_threads():
     assert h["alpha"][-1] != pytest.approx(0.2)  # autotune moved α
     obs = np.zeros((4, 3), dtype=np.float32)
     assert actor.act(obs, deterministic=True).shape == (4, 1)
-    actor2, h2 = train_sac(SACConfig(**SMOKE), progress=False)
+    torch.set_num_threads(2)  # the caller's thread count must not change the run
+    try:
+        actor2, h2 = train_sac(SACConfig(**SMOKE), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     assert h2["eval_return"] == h["eval_return"] and h2["q_loss"] == h["q_loss"]
     np.testing.assert_array_equal(actor.act(obs, True), actor2.act(obs, True))
 
