@@ -16,6 +16,7 @@ NOISE = [
     (re.compile(r"\d+it/s\]|s/it\]"), "a tqdm progress bar with timings"),
     (re.compile(r"XDG_RUNTIME_DIR"), "an SDL/XDG warning"),
     (re.compile(r"Warning:"), "a warning printed in an output"),
+    (re.compile(r" at 0x[0-9A-Fa-f]{6,}"), "a memory address (changes every run; end the cell with `_ = ...`)"),
 ]
 
 
