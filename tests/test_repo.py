@@ -58,3 +58,19 @@ def test_every_syllabus_notebook_that_exists_is_linked_from_readme():
 def test_committed_notebooks_are_clean():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_notebooks.py")], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_links_between_notebooks_point_to_existing_files():
+    """A relative link such as [03 ...](03_actor_critic_ppo.ipynb) in a notebook must resolve."""
+    import json
+
+    nb_dir = ROOT / "notebooks"
+    for nb in sorted(nb_dir.glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        for cell in cells:
+            if cell["cell_type"] != "markdown":
+                continue
+            for target in re.findall(r"\]\(([^)\s]+\.ipynb)\)", "".join(cell["source"])):
+                if "://" in target:
+                    continue
+                assert (nb_dir / target).exists(), f"{nb.name} links to missing notebook {target}"
