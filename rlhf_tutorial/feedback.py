@@ -585,7 +585,7 @@ class LanguageLabeler:
 
 # --------------------------------------------------------------------------- datasets
 class DatasetFileError(ValueError, FileNotFoundError):
-    """A saved dataset is missing or unreadable (a ``ValueError`` and, when missing, a ``FileNotFoundError``)."""
+    """A saved dataset is missing or unreadable (a ``ValueError`` and, when missing, a ``FileNotFoundError``) (notebook 04)."""
 
 
 def _check_segments(name: str, segments) -> list[Segment]:

@@ -17,7 +17,7 @@ __all__ = ["smooth", "plot_learning_curve", "record_episode", "filmstrip", "anim
 
 
 def smooth(values: Sequence[float], window: int = 10) -> np.ndarray:
-    """Trailing moving average (the first points average over what exists so far)."""
+    """Trailing moving average (the first points average over what exists so far) (notebook 02)."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     v = np.asarray(values, dtype=float)
@@ -33,7 +33,7 @@ def smooth(values: Sequence[float], window: int = 10) -> np.ndarray:
 
 def plot_learning_curve(x, y, ax=None, label=None, window: int = 1, target: float | None = None,
                         xlabel: str = "environment steps", ylabel: str = "return", raw_alpha: float = 0.25):
-    """Plot ``y`` against ``x`` (raw, faint) and its moving average; a dashed line at ``target``."""
+    """Plot ``y`` against ``x`` (raw, faint) and its moving average; a dashed line at ``target`` (notebook 01)."""
     import matplotlib.pyplot as plt
 
     x, y = np.asarray(x), np.asarray(y, dtype=float)
@@ -83,7 +83,7 @@ def record_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: i
 
 
 def filmstrip(frames, n: int = 6, title: str | None = None, crop: tuple | None = None):
-    """Show ``n`` evenly spaced frames side by side (a static picture GitHub can display)."""
+    """Show ``n`` evenly spaced frames side by side (a static picture GitHub can display) (notebook 02)."""
     import matplotlib.pyplot as plt
 
     if len(frames) == 0:
@@ -102,7 +102,7 @@ def filmstrip(frames, n: int = 6, title: str | None = None, crop: tuple | None =
 
 
 def animate_frames(frames, fps: int = 30, scale: float = 0.5):
-    """A JavaScript animation of ``frames`` (``IPython.display.HTML``) via ``to_jshtml``; no ffmpeg."""
+    """A JavaScript animation of ``frames`` (``IPython.display.HTML``) via ``to_jshtml``; no ffmpeg (notebook 03)."""
     import matplotlib.pyplot as plt
     from IPython.display import HTML
     from matplotlib import animation
@@ -128,7 +128,7 @@ def animate_frames(frames, fps: int = 30, scale: float = 0.5):
 
 
 def save_gif(frames, path, fps: int = 30, scale: float = 0.5) -> None:
-    """Write ``frames`` to an animated GIF with Pillow."""
+    """Write ``frames`` to an animated GIF with Pillow (notebook 03)."""
     from PIL import Image
 
     if len(frames) == 0:

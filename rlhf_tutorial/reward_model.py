@@ -793,7 +793,7 @@ class LearnedRewardVectorWrapper(gym.vector.VectorWrapper):
 
 # --------------------------------------------------------------------------- save / load
 class RewardModelFileError(ValueError, FileNotFoundError):
-    """A saved reward model is missing or unreadable (a ``ValueError``; when missing also a ``FileNotFoundError``)."""
+    """A saved reward model is missing or unreadable (a ``ValueError``; when missing also a ``FileNotFoundError``) (notebook 05)."""
 
 
 def save_reward_model(path, net: RewardNet, normalizer: RewardNormalizer | None = None) -> Path:

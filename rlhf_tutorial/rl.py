@@ -36,7 +36,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- validation helpers
 def check_probability(name: str, value: float) -> float:
-    """Raise ``ValueError`` unless ``value`` is a number in [0, 1] (used for γ, λ, ε, ...)."""
+    """Raise ``ValueError`` unless ``value`` is a number in [0, 1] (used for γ, λ, ε, ...) (notebook 01)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__} ({value!r})")
     if not (0.0 <= float(value) <= 1.0):
@@ -145,7 +145,7 @@ def layer_init(layer: nn.Linear, std: float = 2**0.5, bias: float = 0.0) -> nn.L
 
 
 def mlp(in_dim: int, out_dim: int, hidden=(64, 64), out_std: float = 1.0, activation=nn.Tanh) -> nn.Sequential:
-    """A small MLP with orthogonal init; ``out_std`` is the gain of the last layer."""
+    """A small MLP with orthogonal init; ``out_std`` is the gain of the last layer (notebook 02)."""
     if in_dim < 1 or out_dim < 1:
         raise ValueError(f"in_dim and out_dim must be >= 1, got {in_dim} and {out_dim}")
     layers: list[nn.Module] = []
@@ -158,7 +158,7 @@ def mlp(in_dim: int, out_dim: int, hidden=(64, 64), out_std: float = 1.0, activa
 
 
 def categorical_log_prob_entropy(logits: torch.Tensor, actions: torch.Tensor):
-    r"""log π(a|s) and the entropy H[π(·|s)] of a categorical policy given its logits.
+    r"""log π(a|s) and the entropy H[π(·|s)] of a categorical policy given its logits (notebook 02).
 
     Written with ``log_softmax`` instead of ``torch.distributions`` so the math is visible:
     :math:`\log\pi(a|s) = z_a - \log\sum_b e^{z_b}`, :math:`H = -\sum_b \pi_b \log \pi_b`.
@@ -255,7 +255,7 @@ def make_vec_env(env_id: str, num_envs: int, **kwargs) -> gym.vector.VectorEnv:
 
 
 def require_discrete(space: gym.Space, where: str) -> int:
-    """Return the number of actions of a ``Discrete`` space, else raise ``TypeError``."""
+    """Return the number of actions of a ``Discrete`` space, else raise ``TypeError`` (notebook 02)."""
     if not isinstance(space, gym.spaces.Discrete):
         raise TypeError(
             f"{where} needs a Discrete action space, got {type(space).__name__} {space}; "

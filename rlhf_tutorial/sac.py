@@ -48,7 +48,7 @@ __all__ = [
 
 @dataclass
 class SACConfig:
-    """Every SAC hyperparameter, with its default (tuned so Pendulum-v1 is solved in < 1 min on CPU)."""
+    """Every SAC hyperparameter, with its default (tuned so Pendulum-v1 is solved in < 1 min on CPU) (notebook 03)."""
 
     env_id: str = "Pendulum-v1"  # Gymnasium task with a Box action space
     total_timesteps: int = 8_000  # environment steps (a Pendulum episode is 200 steps)
@@ -166,7 +166,7 @@ class ReplayBuffer:
 
 # --------------------------------------------------------------------------- networks
 def tanh_log_det_jacobian(u: torch.Tensor) -> torch.Tensor:
-    r""":math:`\log(1-\tanh(u)^2)`, elementwise, in the stable form :math:`2(\log 2 - u - \mathrm{softplus}(-2u))`.
+    r""":math:`\log(1-\tanh(u)^2)`, elementwise, in the stable form :math:`2(\log 2 - u - \mathrm{softplus}(-2u))` (notebook 03).
 
     The naive ``log(1 - tanh(u)**2 + 1e-6)`` loses all precision once |u| > ~9 (tanh(u)² rounds to
     1); this identity is exact for every u.
@@ -265,7 +265,7 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 # --------------------------------------------------------------------------- the three losses
 def soft_q_target(rewards, terminated, next_q1, next_q2, next_logp, gamma: float, alpha: float) -> torch.Tensor:
-    r"""Soft Bellman target :math:`y = r + \gamma(1-\mathrm{term})\,[\min_j Q'_j(s', a') - \alpha\log\pi(a'|s')]`.
+    r"""Soft Bellman target :math:`y = r + \gamma(1-\mathrm{term})\,[\min_j Q'_j(s', a') - \alpha\log\pi(a'|s')]` (notebook 03).
 
     a' ~ π_φ(·|s') is a fresh sample at the next state; Q'_j are the *target* critics. Only
     ``terminated`` stops the bootstrap (truncation does not). Returned without gradient, ``(B,)``.

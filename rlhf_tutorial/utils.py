@@ -92,7 +92,7 @@ def describe_setup() -> dict:
 
 @contextmanager
 def timer():
-    """Context manager that measures wall time: ``with timer() as t: ...; t()`` gives seconds."""
+    """Context manager that measures wall time: ``with timer() as t: ...; t()`` gives seconds (notebook 00)."""
     start = time.perf_counter()
     end = None
 

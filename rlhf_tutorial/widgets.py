@@ -107,7 +107,7 @@ DESCRIPTIONS = {"left": "left better", "right": "right better", "equal": "equal"
 
 
 class AnswerFileError(ValueError):
-    """The answers file cannot be read: names the file and the line (a ``ValueError``)."""
+    """The answers file cannot be read: names the file and the line (a ``ValueError``) (notebook 04)."""
 
 
 # --------------------------------------------------------------------------- rendering
@@ -267,7 +267,7 @@ def _as_pairs(segments_or_pairs) -> list[tuple[Segment, Segment]]:
 
 # --------------------------------------------------------------------------- the answers file
 def segment_id(segment: Segment) -> str:
-    """A short fingerprint of a segment's arrays (SHA-256 of obs, actions, true rewards and env id)."""
+    """A short fingerprint of a segment's arrays (SHA-256 of obs, actions, true rewards and env id) (notebook 04)."""
     if not isinstance(segment, Segment):
         raise TypeError(f"segment must be a Segment, got {type(segment).__name__}")
     h = hashlib.sha256()

@@ -74,3 +74,16 @@ def test_links_between_notebooks_point_to_existing_files():
                 if "://" in target:
                     continue
                 assert (nb_dir / target).exists(), f"{nb.name} links to missing notebook {target}"
+
+
+def test_every_public_function_names_its_notebook():
+    """The course's rule: each public function or class of the package says which notebook explains it."""
+    import ast
+
+    missing = []
+    for path in sorted((ROOT / "rlhf_tutorial").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                if "notebook" not in (ast.get_docstring(node) or "").lower():
+                    missing.append(f"{path.name}:{node.name}")
+    assert not missing, f"docstrings without a notebook reference: {missing}"
