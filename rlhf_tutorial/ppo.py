@@ -235,7 +235,7 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
 
 # --------------------------------------------------------------------------- training loop
 def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] | None = None,
-              progress: bool = True, agent: ActorCritic | None = None):
+              progress: bool = True, agent: ActorCritic | None = None, envs=None):
     """Train an :class:`~rlhf_tutorial.rl.ActorCritic` with PPO (or A2C); return ``(agent, history)``.
 
     Notebook 03. ``history`` is a dict of lists: per update ``global_step``, ``approx_kl``,
@@ -243,6 +243,12 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] 
     ``train_seconds`` (wall time excluding evaluation); per finished episode ``episode_step`` and
     ``episode_return``; per evaluation ``eval_step``, ``eval_return`` (mean) and
     ``eval_train_seconds``. ``callback`` receives the latest update's stats after every update.
+
+    ``envs`` (notebooks 05-06): a ready vector env to train in instead of
+    ``make_vec_env(config.env_id)``, e.g. one whose reward a learned reward model replaced
+    (``reward_model.LearnedRewardVectorWrapper``). Evaluation still runs on ``config.env_id``, so
+    ``eval_return`` is the *true* return; when the wrapped env reports ``info["true_reward"]``,
+    ``episode_true_return`` holds the true return of each training episode. ``train_ppo`` closes it.
     """
     cfg = config or PPOConfig()
     cfg.validate()
@@ -250,7 +256,10 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    envs = make_vec_env(cfg.env_id, cfg.num_envs, **cfg.env_kwargs)
+    if envs is None:
+        envs = make_vec_env(cfg.env_id, cfg.num_envs, **cfg.env_kwargs)
+    elif envs.num_envs != cfg.num_envs:
+        raise ValueError(f"envs has {envs.num_envs} copies but config.num_envs is {cfg.num_envs}")
     n_actions = require_discrete(envs.single_action_space, "train_ppo")
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     if agent is None:
@@ -260,7 +269,8 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] 
 
     hist: dict = {k: [] for k in ("global_step", "approx_kl", "clipfrac", "explained_variance", "policy_loss",
                                   "value_loss", "entropy", "lr", "clip_coef", "train_seconds", "episode_step",
-                                  "episode_return", "eval_step", "eval_return", "eval_train_seconds")}
+                                  "episode_return", "episode_true_return", "eval_step", "eval_return",
+                                  "eval_train_seconds")}
     hist["config"] = asdict(cfg)
     train_seconds, next_eval = 0.0, cfg.eval_every
     bar = progress_bar(total=cfg.total_timesteps, desc=f"{cfg.algo.upper()} {cfg.env_id}", disable=not progress)
@@ -290,6 +300,7 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] 
         hist["clip_coef"].append(clip)
         hist["train_seconds"].append(train_seconds)
         hist["episode_return"] += ro.episode_returns
+        hist["episode_true_return"] += ro.episode_true_returns
         hist["episode_step"] += [step] * len(ro.episode_returns)
         bar.update(step - bar.n)
         if callback is not None:

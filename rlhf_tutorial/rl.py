@@ -7,7 +7,7 @@ initialisation, rollout collection on Gymnasium vector environments, and policy 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import gymnasium as gym
@@ -285,6 +285,7 @@ class Rollout:
     valid: torch.Tensor
     episode_returns: list
     episode_lengths: list
+    episode_true_returns: list = field(default_factory=list)
 
 
 class RolloutCollector:
@@ -307,6 +308,7 @@ class RolloutCollector:
         self.obs = torch.as_tensor(obs, dtype=torch.float32)
         self.prev_done = np.zeros(self.num_envs, dtype=bool)
         self.ep_ret = np.zeros(self.num_envs)
+        self.ep_true_ret = np.zeros(self.num_envs)  # from info["true_reward"], when a wrapper provides it
         self.ep_len = np.zeros(self.num_envs, dtype=int)
         self.global_step = 0
 
@@ -319,10 +321,10 @@ class RolloutCollector:
         logp_buf, val_buf, rew_buf = torch.zeros((T, N)), torch.zeros((T, N)), torch.zeros((T, N))
         term_buf, trunc_buf, valid_buf = torch.zeros((T, N)), torch.zeros((T, N)), torch.zeros((T, N), dtype=torch.bool)
         next_obs_buf = torch.zeros_like(obs_buf)
-        ep_returns, ep_lengths = [], []
+        ep_returns, ep_lengths, ep_true = [], [], []
         for t in range(T):
             actions, logp, value = agent.step(self.obs)
-            next_obs, reward, term, trunc, _ = self.envs.step(actions.numpy())
+            next_obs, reward, term, trunc, info = self.envs.step(actions.numpy())
             valid = ~self.prev_done
             obs_buf[t], act_buf[t], logp_buf[t], val_buf[t] = self.obs, actions, logp, value
             rew_buf[t] = torch.as_tensor(reward, dtype=torch.float32)
@@ -333,10 +335,15 @@ class RolloutCollector:
             next_obs_buf[t] = self.obs
             # episode bookkeeping (reset steps carry no reward and are not counted)
             self.ep_ret[valid] += reward[valid]
+            if "true_reward" in info:
+                self.ep_true_ret[valid] += np.asarray(info["true_reward"], dtype=float)[valid]
             self.ep_len[valid] += 1
             done = (term | trunc) & valid
             for i in np.flatnonzero(done):
                 ep_returns.append(float(self.ep_ret[i]))
+                if "true_reward" in info:
+                    ep_true.append(float(self.ep_true_ret[i]))
+                self.ep_true_ret[i] = 0.0
                 ep_lengths.append(int(self.ep_len[i]))
                 self.ep_ret[i], self.ep_len[i] = 0.0, 0
             self.prev_done = done
@@ -344,7 +351,7 @@ class RolloutCollector:
         with torch.no_grad():  # V(s_{t+1}) for every t in one batched call
             next_values = agent.value(next_obs_buf.reshape((T * N,) + self.obs.shape[1:])).reshape(T, N)
         return Rollout(obs_buf, act_buf, logp_buf, val_buf, rew_buf, term_buf, trunc_buf,
-                       next_values, valid_buf, ep_returns, ep_lengths)
+                       next_values, valid_buf, ep_returns, ep_lengths, ep_true)
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -141,3 +141,24 @@ def test_truncation_bootstrap_changes_value_targets():
     _, ret_dead = compute_gae(r, v, nv, trunc, trunc, 0.9, 1.0)  # truncation treated as termination
     assert ret_boot[-1].item() == pytest.approx(1 + 0.9 * 10)
     assert ret_dead[-1].item() == pytest.approx(1.0)
+
+
+def test_train_ppo_in_a_given_env_tracks_the_true_return():
+    """A wrapper that hides the reward (all zeros) but reports it in info: PPO sees 0, history keeps the truth."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rlhf_tutorial.rl import make_vec_env
+
+    class HideReward(gym.vector.VectorWrapper):
+        def step(self, actions):
+            obs, reward, term, trunc, info = self.env.step(actions)
+            info = dict(info, true_reward=np.asarray(reward, dtype=float))
+            return obs, np.zeros_like(reward), term, trunc, info
+
+    envs = HideReward(make_vec_env("CartPole-v1", 8))
+    _, h = train_ppo(PPOConfig(total_timesteps=1024, eval_every=0), progress=False, envs=envs)
+    assert len(h["episode_return"]) == len(h["episode_true_return"]) > 0
+    assert set(h["episode_return"]) == {0.0} and min(h["episode_true_return"]) >= 8
+    with pytest.raises(ValueError, match="num_envs"):
+        train_ppo(PPOConfig(total_timesteps=256), progress=False, envs=make_vec_env("CartPole-v1", 2))
