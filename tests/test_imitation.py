@@ -11,15 +11,6 @@ from rlhf_tutorial.imitation import GridWorld
 
 
 # --------------------------------------------------------------------------- behaviour cloning
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks train fastest (and steadiest on a busy 2-core machine) with one torch thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def demos():
     return im.collect_demonstrations(envs.pd_policy(), "CartPole-v1", n_episodes=5, seed=0)

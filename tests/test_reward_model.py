@@ -60,15 +60,6 @@ def seg(rewards, x=None):
     return Segment(obs, np.zeros(len(r), int), r)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny MLPs: one torch thread is fastest, and avoids oversubscribing a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pool():
     return fb.collect_segments(fb.controller_pool(0), segment_length=25, episodes_per_policy=6, seed=0)
