@@ -87,3 +87,18 @@ def test_every_public_function_names_its_notebook():
                 if "notebook" not in (ast.get_docstring(node) or "").lower():
                     missing.append(f"{path.name}:{node.name}")
     assert not missing, f"docstrings without a notebook reference: {missing}"
+
+
+def test_every_notebook_follows_the_checklist():
+    """CONTRIBUTING.md: Colab cell first, 'What you will learn', a Checks cell, Summary and Exercises."""
+    import json
+
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        first_code = next("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        assert "import rlhf_tutorial" in first_code and "%pip install" in first_code, f"{nb.name}: no Colab cell first"
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown").lower()
+        for heading in ("what you will learn", "summary", "exercises"):
+            assert heading in text, f"{nb.name} lacks a '{heading}' section"
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        assert code.count("assert ") >= 3, f"{nb.name} asserts too little about its results"
