@@ -15,6 +15,7 @@ Each module is a page or two and every public function names the notebook that e
 - :mod:`rlhf_tutorial.imitation` behaviour cloning, MaxEnt IRL and apprenticeship learning (notebook 04)
 - :mod:`rlhf_tutorial.reward_model` r̂_θ(s,a), L_score / L_compare / L_language and their mix (notebook 05)
 - :mod:`rlhf_tutorial.language` a sentence encoder that maps comments to scores (notebook 05)
+- :mod:`rlhf_tutorial.rlhf`     the reward ensemble, query selection and the online preference loop (notebook 06)
 - :mod:`rlhf_tutorial.checks`   exercise checkers: run your function on hidden cases with friendly hints
 """
 

@@ -1,0 +1,176 @@
+"""The online RLHF loop of notebook 06: ensemble, query selection, reward wrapper, bad inputs, a smoke run."""
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rlhf_tutorial.envs import ENV_ID
+from rlhf_tutorial.feedback import ComparisonDataset, ComparisonLabeler, Segment
+from rlhf_tutorial.reward_model import RewardNet
+from rlhf_tutorial.rl import make_vec_env
+from rlhf_tutorial.rlhf import (
+    EnsembleRewardVectorWrapper,
+    PreferenceLoopConfig,
+    RewardEnsemble,
+    label_schedule,
+    run_preference_loop,
+    select_queries,
+)
+
+
+def linear_member(w0: float, w1: float) -> RewardNet:
+    """A RewardNet whose r̂(s) = w0 * s[0] + w1 * s[1] exactly (hand-made ensemble member)."""
+    net = RewardNet(2, use_action=False, hidden=(2,), seed=0)
+    lin = nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[w0, w1]]))
+        lin.bias.zero_()
+    net.net = lin
+    return net
+
+
+def const_segment(f0: float, f1: float, length: int = 5) -> Segment:
+    obs = np.tile(np.array([f0, f1], dtype=np.float32), (length, 1))
+    return Segment(obs, np.zeros(length, dtype=np.int64), np.zeros(length, dtype=np.float32))
+
+
+def test_select_queries_picks_the_pairs_the_members_disagree_on():
+    # The members agree on feature 1 (weight 1 each) and disagree on feature 0 (+1, -1, 0), so the
+    # spread of σ(r̂_k(a) - r̂_k(b)) over members grows with |Δ feature 0| and is 0 when only feature 1 differs.
+    ens = RewardEnsemble([linear_member(1, 1), linear_member(-1, 1), linear_member(0, 1)])
+    deltas = [0.0, 2.0, 0.5, 3.0, 1.0]
+    pairs = [(const_segment(d, 0.0), const_segment(0.0, 1.0 if d == 0 else 0.0)) for d in deltas]
+    d = ens.disagreement([a for a, _ in pairs], [b for _, b in pairs])
+    assert d[0] == pytest.approx(0.0, abs=1e-7)
+    assert np.all(np.diff(d[[0, 2, 4, 1, 3]]) > 0)
+    assert select_queries(ens, pairs, 2) == [3, 1]
+    assert select_queries(ens, pairs, 10) == [3, 1, 4, 2, 0]  # at most all the candidates
+    rnd = select_queries(ens, pairs, 3, method="random", seed=1)
+    assert len(set(rnd)) == 3 and all(0 <= i < 5 for i in rnd)
+    assert rnd == select_queries(ens, pairs, 3, method="random", seed=1)
+    with pytest.raises(ValueError, match="method"):
+        select_queries(ens, pairs, 2, method="entropy")
+    with pytest.raises(ValueError, match="n must be"):
+        select_queries(ens, pairs, 0)
+    with pytest.raises(ValueError, match="empty"):
+        select_queries(ens, [], 1)
+
+
+def test_ensemble_means_and_normalizers():
+    ens = RewardEnsemble([linear_member(1, 0), linear_member(3, 0)])
+    obs = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(ens.predict(obs), [[1, 2, 3], [3, 6, 9]], rtol=1e-6)
+    ens.fit_normalizers([Segment(obs, np.zeros(3, dtype=np.int64), np.zeros(3))])
+    z = ens.predict(obs)
+    np.testing.assert_allclose(z[0], z[1], rtol=1e-5)  # both members are the same reward up to scale
+    np.testing.assert_allclose(z.mean(1), 0.0, atol=1e-6)
+    np.testing.assert_allclose(z.std(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(ens.mean(obs), z[0], rtol=1e-5)
+    np.testing.assert_allclose(ens.std(obs), 0.0, atol=1e-5)
+
+
+def _random_pairs_dataset(n: int, seed: int = 0) -> ComparisonDataset:
+    rng = np.random.default_rng(seed)
+    labeler = ComparisonLabeler(epsilon=0.1, seed=seed)
+    segs = []
+    for _ in range(2 * n):
+        obs = rng.uniform(-1, 1, size=(10, 4)).astype(np.float32)
+        segs.append(Segment(obs, rng.integers(0, 2, 10), (1 - obs[:, 2] ** 2).astype(np.float32)))
+    a, b = segs[:n], segs[n:]
+    return ComparisonDataset(a, b, [labeler.label(x, y) for x, y in zip(a, b)])
+
+
+def test_bootstrap_fitting_makes_identical_members_differ():
+    net = RewardNet(4, hidden=(16,), seed=0)
+    ens = RewardEnsemble([copy.deepcopy(net) for _ in range(3)])
+    data = _random_pairs_dataset(60)
+    obs = torch.as_tensor(np.random.default_rng(1).uniform(-1, 1, (50, 4)), dtype=torch.float32)
+    act = torch.zeros(50, dtype=torch.long)
+    before = ens.predict(obs, act, normalized=False)
+    np.testing.assert_allclose(before[0], before[1])
+    hists = ens.fit(data, _random_pairs_dataset(20, seed=2), epochs=5, seed=0)
+    assert len(hists) == 3 and all(h["epochs_run"] >= 1 for h in hists)
+    after = ens.predict(obs, act, normalized=False)
+    assert not np.allclose(after[0], after[1]) and not np.allclose(after[1], after[2])
+
+
+def test_wrapper_gives_the_ensemble_reward_and_records_true_episodes():
+    base = make_vec_env(ENV_ID, 2)
+    ens = RewardEnsemble.for_env(base, size=2, hidden=(8,), seed=0)
+    env = EnsembleRewardVectorWrapper(base, ens)
+    obs, _ = env.reset(seed=0)
+    for t in range(201):
+        acts = np.array([t % 2, 1 - t % 2])
+        expected = ens.mean(np.asarray(obs, dtype=np.float32), torch.as_tensor(acts))
+        obs, r, term, trunc, info = env.step(acts)
+        if t < 200:
+            np.testing.assert_allclose(r, expected, rtol=1e-5, atol=1e-6)
+        else:  # the auto-reset step after the 200-step episodes
+            np.testing.assert_array_equal(r, 0.0)
+        assert "true_reward" in info
+    eps = env.pop_episodes()
+    assert len(eps) == 2 and all(len(e["actions"]) == 200 for e in eps)
+    assert all(0 <= e["rewards"].min() and e["rewards"].max() <= 1 for e in eps)
+    assert env.pop_episodes() == []
+    env.close()
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="at least 1 member"):
+        RewardEnsemble([])
+    with pytest.raises(TypeError, match="RewardNet"):
+        RewardEnsemble([nn.Linear(4, 1)])
+    with pytest.raises(ValueError, match="obs_dim"):
+        RewardEnsemble([RewardNet(4), RewardNet(3)])
+    with pytest.raises(ValueError, match="ensemble_size"):
+        PreferenceLoopConfig(ensemble_size=0).validate()
+    with pytest.raises(ValueError, match="ensemble size"):
+        RewardEnsemble.for_env(ENV_ID, size=0)
+    with pytest.raises(ValueError, match="label_budget"):
+        PreferenceLoopConfig(label_budget=0).validate()
+    with pytest.raises(TypeError, match="label_budget"):
+        PreferenceLoopConfig(label_budget=2.5).validate()
+    with pytest.raises(ValueError, match="segment_length"):
+        PreferenceLoopConfig(segment_length=500).validate()  # longer than the rollout
+    with pytest.raises(ValueError, match="segment_length"):
+        run_preference_loop(PreferenceLoopConfig(segment_length=300, initial_steps=8 * 300, phase_steps=8 * 300),
+                            progress=False)  # longer than an episode (200 steps)
+    with pytest.raises(ValueError, match="query_method"):
+        PreferenceLoopConfig(query_method="clever").validate()
+    with pytest.raises(ValueError, match="obs_dim=3"):
+        run_preference_loop(PreferenceLoopConfig(), progress=False,
+                            ensemble=RewardEnsemble([RewardNet(3, seed=0)]))
+    with pytest.raises(TypeError, match="PreferenceLoopConfig"):
+        run_preference_loop({"seed": 0}, progress=False)
+
+
+def test_label_schedule_asks_more_early_and_sums_to_the_budget():
+    for budget in (1, 7, 250, 500):
+        s = label_schedule(PreferenceLoopConfig(label_budget=budget))
+        assert sum(s) == budget and len(s) == 21
+        assert all(x >= y for x, y in zip(s[1:], s[2:]))
+    s = label_schedule(PreferenceLoopConfig(label_budget=500))
+    assert s[0] == 125 and s[1] > s[-1]
+
+
+def test_smoke_run_of_the_loop():
+    cfg = PreferenceLoopConfig(seed=0, total_timesteps=6_400, label_budget=30, segment_length=25,
+                               initial_steps=1_600, phase_steps=1_600, label_phases=2, reward_epochs=5,
+                               reward_hidden=(16,), eval_every=3_200, eval_episodes=2,
+                               ppo=replace(PreferenceLoopConfig().ppo, update_epochs=2))
+    seen = []
+    agent, ens, hist = run_preference_loop(cfg, callback=seen.append, progress=False)
+    assert len(ens) == 3
+    assert hist["labels_used"] == 30 and hist["labels_total"][-1] == 30
+    assert hist["phase_labels"] == label_schedule(cfg)
+    assert hist["global_step"][-1] >= 6_400
+    assert len(hist["eval_return"]) == 2 and 0 <= hist["final_return"] <= 200
+    assert len(hist["spearman"]) == 3 and all(-1 <= x <= 1 for x in hist["spearman"][1:])
+    assert len(hist["episode_true_return"]) > 0
+    assert seen and seen[-1]["labels"] == 30 and "approx_kl" in seen[-1]
+    act = agent.act(np.zeros((1, 4), dtype=np.float32), deterministic=True)
+    assert act.shape == (1,)
