@@ -57,6 +57,7 @@ from . import envs as task_envs
 from .feedback import ComparisonDataset, ComparisonLabeler, Segment, cut_segments
 from .ppo import PPOConfig, ppo_update, rollout_to_batch
 from .reward_model import REDUCTIONS, RewardNet, compare_loss, spearman
+from .reward_model import _check_segment_list as _check_segments
 from .rl import ActorCritic, RolloutCollector, evaluate_policy, make_vec_env, require_discrete
 from .utils import progress_bar
 
@@ -284,17 +285,6 @@ class RewardEnsemble:
         net.eval()
         return float(compare_loss(net, t["obs_a"], t["actions_a"], t["obs_b"], t["actions_b"], t["labels"],
                                   self.reduce))
-
-
-def _check_segments(name: str, segments) -> list[Segment]:
-    if isinstance(segments, Segment) or not isinstance(segments, Sequence):
-        raise TypeError(f"{name} must be a list of Segment, got {type(segments).__name__}")
-    if len(segments) == 0:
-        raise ValueError(f"{name} is empty")
-    for i, s in enumerate(segments):
-        if not isinstance(s, Segment):
-            raise TypeError(f"{name}[{i}] must be a Segment, got {type(s).__name__}")
-    return list(segments)
 
 
 # --------------------------------------------------------------------------- choosing queries
