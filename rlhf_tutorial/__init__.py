@@ -16,6 +16,11 @@ Each module is a page or two and every public function names the notebook that e
 - :mod:`rlhf_tutorial.reward_model` r̂_θ(s,a), L_score / L_compare / L_language and their mix (notebook 05)
 - :mod:`rlhf_tutorial.language` a sentence encoder that maps comments to scores (notebook 05)
 - :mod:`rlhf_tutorial.rlhf`     the reward ensemble, query selection and the online preference loop (notebook 06)
+- :mod:`rlhf_tutorial.text`     synthetic reviews, BPE tokenizer, tiny GPT-2, SFT, sampling, the gold human (notebook 07)
+- :mod:`rlhf_tutorial.text_reward` preference data, the GPT-2 reward model, Bradley-Terry, normalization (notebook 08)
+- :mod:`rlhf_tutorial.lm_rlhf`  PPO for language models: rollouts, per-token KL, reward shaping, GAE over tokens (notebook 09)
+- :mod:`rlhf_tutorial.dpo`      Direct Preference Optimization: masked response log-probs, the DPO loss, training (notebook 10)
+- :mod:`rlhf_tutorial.grpo`     critic-free RL: GRPO and RLOO group advantages, the clipped group loss, training (notebook 10)
 - :mod:`rlhf_tutorial.checks`   exercise checkers: run your function on hidden cases with friendly hints
 """
 

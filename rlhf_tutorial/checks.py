@@ -23,6 +23,12 @@ The checkers, the notebook each belongs to, and the signature of the function yo
 - notebook 03: :func:`check_soft_q_target`
   ``fn(rewards, terminated, next_q1, next_q2, next_logp, gamma, alpha) -> (B,)``
 - notebook 05: :func:`check_bradley_terry_loss` ``fn(r1, r2, y) -> scalar``
+- notebook 10: :func:`check_dpo_loss` ``fn(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta) -> scalar``
+- notebook 00: :func:`check_version_tuple` ``fn(version) -> (major, minor, patch)``
+- notebook 04: :func:`check_answer_probabilities`
+  ``fn(delta, beta, epsilon, tie_margin) -> (p_left, p_equal, p_right)``
+- notebook 09: :func:`check_token_gae` ``fn(rewards, values, response_mask, gamma, lam) -> (B, R)``
+- notebook 06: :func:`check_disagreement` ``fn(returns_a, returns_b) -> (N,)``
 
 Example (notebook 03)::
 
@@ -59,6 +65,9 @@ __all__ = [
     "check_q_learning_update",
     "check_soft_q_target",
     "check_bradley_terry_loss",
+    "check_version_tuple",
+    "check_answer_probabilities",
+    "check_dpo_loss",
 ]
 
 RTOL = 1e-5
@@ -772,3 +781,390 @@ def check_bradley_terry_loss(fn, verbose: bool = True) -> CheckResult:
                "dL/dr1 = (σ(Δ) − y)/B; use a stable form so large Δ does not give NaN gradients.")
     return chk.finish()
 
+
+# --------------------------------------------------------------------------- notebooks 00 and 04 (teaching kit)
+def _version_tuple3(version: str) -> tuple:
+    """Reference for :func:`check_version_tuple`: the first three numbers of the public version."""
+    import re
+
+    nums = [int(x) for x in re.findall(r"\d+", version.split("+")[0])[:3]]
+    return tuple(nums + [0] * (3 - len(nums)))
+
+
+def check_version_tuple(fn, verbose: bool = True) -> CheckResult:
+    """Check ``fn(version: str) -> (major, minor, patch)``, a version string as a tuple of three ints.
+
+    Notebook 00 (exercise 1). ``"2.13.0+cpu"`` → ``(2, 13, 0)``, ``"1.0"`` → ``(1, 0, 0)``. Tuples
+    of ints compare like versions (``(2, 13, 0) > (2, 2, 0)``) where strings do not
+    (``"2.13" < "2.2"``). Hidden cases: a local tag (``+cu121``, whose digits are not part of the
+    version), a missing patch number, a single number, a pre-release, and the comparison of two
+    versions.
+    """
+    chk = _Checker("check_version_tuple", fn, verbose)
+    if not chk.ok:
+        return chk.finish()
+    cases = [
+        ("a local tag (+cpu)", "2.13.0+cpu", "keep major, minor and patch as ints: (2, 13, 0)."),
+        ("a local tag with digits (+cu121)", "2.5.1+cu121", "drop the local tag after '+' first: its digits "
+                                                            "(121) are not part of the version."),
+        ("no patch number", "1.0", "pad with zeros to three numbers: '1.0' → (1, 0, 0)."),
+        ("a single number", "3", "pad with zeros to three numbers: '3' → (3, 0, 0)."),
+        ("a pre-release", "0.19.1rc2", "keep only the first three numbers: '0.19.1rc2' → (0, 19, 1)."),
+    ]
+    for name, version, hint in cases:
+        expected = _version_tuple3(version)
+        out = chk.call(name, version)
+        if out is _FAILED:
+            continue
+        if not isinstance(out, tuple):
+            chk.add(name, f"expected a tuple, got a {type(out).__name__} ({out!r}). Hint: return tuple(...), "
+                          "lists and strings do not compare like versions.")
+        elif not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in out):
+            chk.add(name, f"expected a tuple of ints, got {out!r}. Hint: convert each part with int(...): "
+                          "'13' < '2' as strings.")
+        elif tuple(int(v) for v in out) != expected:
+            chk.add(name, f"for {version!r} expected {expected}, got {out}. Hint: {hint}")
+        else:
+            chk.add(name, None)
+    a = chk.call("comparing 2.13.0 with 2.2.1", "2.13.0")
+    b = chk.call("comparing 2.13.0 with 2.2.1", "2.2.1") if a is not _FAILED else _FAILED
+    if a is not _FAILED and b is not _FAILED:
+        try:
+            ok = bool(a > b)
+        except Exception as exc:
+            chk.add("comparing 2.13.0 with 2.2.1", f"comparing your results failed: {_short(exc)}. Hint: "
+                                                   "return a tuple of ints.")
+        else:
+            chk.add("comparing 2.13.0 with 2.2.1", None if ok else
+                    f"your results say 2.13.0 ≤ 2.2.1 ({a!r} vs {b!r}). Hint: compare numbers, not strings.")
+    return chk.finish()
+
+
+def _answer_probabilities(delta: float, beta: float, epsilon: float, tie_margin: float) -> np.ndarray:
+    """Reference for :func:`check_answer_probabilities` (the model of ``feedback.ComparisonLabeler``)."""
+    if abs(delta) <= tie_margin:
+        p_first, attentive_tie = 0.5, 1.0
+    else:
+        attentive_tie = 0.0
+        if math.isinf(beta):
+            p_first = 1.0 if delta > 0 else 0.0
+        else:
+            z = beta * delta
+            p_first = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+    attentive = 1.0 - epsilon
+    p_equal = attentive * attentive_tie
+    p_left = epsilon / 2 + attentive * (1 - attentive_tie) * p_first
+    p_right = epsilon / 2 + attentive * (1 - attentive_tie) * (1 - p_first)
+    return np.array([p_left, p_equal, p_right])
+
+
+def check_answer_probabilities(fn, verbose: bool = True) -> CheckResult:
+    r"""Check ``fn(delta, beta, epsilon, tie_margin) -> (p_left, p_equal, p_right)``.
+
+    Notebook 04 (exercise 5). The probabilities of the three answers of
+    ``feedback.ComparisonLabeler`` for a pair whose true returns differ by ``delta`` =
+    R(τ1) − R(τ2): with probability ε a coin flip (left or right, never "equal"); otherwise
+    "equal" when :math:`|\Delta| \le` ``tie_margin``, else left with the Bradley–Terry
+    probability :math:`\sigma(\beta\Delta)`. So :math:`p_\text{left} = \varepsilon/2 +
+    (1-\varepsilon)[|\Delta| > m]\,\sigma(\beta\Delta)`. Hidden cases: a clear pair, a tie, τ2
+    better, a perfectly rational human (β = ∞), a huge difference (overflow), ε = 1.
+    """
+    chk = _Checker("check_answer_probabilities", fn, verbose)
+    if not chk.ok:
+        return chk.finish()
+    cases = [
+        ("a clear pair, τ1 better", (3.0, 1.0, 0.1, 0.5),
+         "p_left = ε/2 + (1 − ε)·σ(βΔ): the inattentive ε share splits evenly between left and right."),
+        ("a near tie (|Δ| ≤ tie_margin)", (0.3, 1.0, 0.1, 0.5),
+         "an attentive human says 'equal' when |Δ| ≤ tie_margin; only the ε coin flips say left or right."),
+        ("τ2 better (Δ < 0)", (-2.0, 0.7, 0.2, 0.5),
+         "P(left) = σ(βΔ) is small when Δ < 0; Δ = R(τ1) − R(τ2)."),
+        ("a perfectly rational human (β = inf)", (1.0, math.inf, 0.1, 0.5),
+         "with β = ∞ the attentive human always picks the better segment: σ(∞·Δ) is 1 for Δ > 0."),
+        ("a huge difference (βΔ = −1000)", (-100.0, 10.0, 0.05, 0.5),
+         "σ(x) for very negative x: use exp(x) / (1 + exp(x)) (or scipy.special.expit) so exp does not overflow."),
+        ("ε = 1 (never paying attention)", (5.0, 1.0, 1.0, 0.5),
+         "with ε = 1 every answer is a coin flip: (0.5, 0, 0.5), whatever Δ."),
+    ]
+    for name, args, hint in cases:
+        expected = _answer_probabilities(*args)
+        delta, beta, epsilon, m = args
+        no_eps = _answer_probabilities(delta, beta, 0.0, m)
+        no_tie = _answer_probabilities(delta, beta, epsilon, -1.0)
+        mistakes = [
+            (no_eps, "include the inattentive human: with probability ε the answer is a fair coin (ε/2 each side)."),
+            (no_tie, "an attentive human answers 'equal' (p_equal = 1 − ε) when |Δ| ≤ tie_margin."),
+            (expected[::-1], "left means τ1 is better: p_left grows with Δ = R(τ1) − R(τ2)."),
+        ]
+        out = chk.call(name, *args)
+        if out is _FAILED:
+            continue
+        try:
+            got = _to_numpy(list(out) if isinstance(out, tuple) else out)
+        except TypeError as exc:
+            chk.add(name, f"{exc}. Hint: return three numbers (p_left, p_equal, p_right).")
+            continue
+        if got.shape == (3,) and np.isfinite(got).all() and not math.isclose(float(got.sum()), 1.0, abs_tol=1e-6):
+            chk.add(name, f"your probabilities {_fmt(got)} sum to {got.sum():.4g}, not 1. Hint: {hint}")
+            continue
+        chk.add(name, _compare(got, expected, hint, mistakes))
+    return chk.finish()
+
+
+# --------------------------------------------------------------------------- notebook 10
+def check_dpo_loss(fn, verbose: bool = True) -> CheckResult:
+    r"""Check a DPO loss ``fn(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)``.
+
+    Notebook 10. Inputs are float32 tensors ``(B,)`` of summed response log-probabilities; the loss
+    is :math:`-\mathbb{E}\log\sigma(\beta[(\log π_w - \log π^{ref}_w) - (\log π_l - \log π^{ref}_l)])`,
+    as in ``dpo.dpo_loss``. Hidden cases: a batch, policy = reference (loss log 2), a larger β,
+    a reference that differs from the policy, huge margins, and the gradient.
+    """
+    from .dpo import dpo_loss
+
+    chk = _Checker("check_dpo_loss", fn, verbose)
+    if not chk.ok:
+        return chk.finish()
+    cases = [
+        ("a batch, β = 0.1", [-5.0, -8.0, -3.0], [-6.0, -7.0, -9.0], [-5.5, -7.5, -4.0], [-5.5, -7.5, -8.0], 0.1,
+         "−log σ(β·[(π_w − ref_w) − (π_l − ref_l)]) averaged over the pairs."),
+        ("policy = reference: the loss is log 2", [-4.0, -2.0], [-3.0, -6.0], [-4.0, -2.0], [-3.0, -6.0], 0.1,
+         "the implicit rewards are log-ratios to the reference: at the start of training they are all 0."),
+        ("β = 1", [-2.0, -3.0], [-4.0, -1.0], [-3.0, -3.0], [-3.0, -2.0], 1.0,
+         "multiply the margin by β (the beta argument, not a constant)."),
+        ("the reference differs from the policy", [-5.0, -5.0], [-5.0, -5.0], [-9.0, -1.0], [-1.0, -9.0], 0.5,
+         "subtract the reference log-probs: equal policy log-probs can still give a margin."),
+        ("huge margins", [0.0, -900.0], [-900.0, 0.0], [-450.0, -450.0], [-450.0, -450.0], 1.0,
+         "use F.logsigmoid (stable) instead of torch.log(torch.sigmoid(...)), which gives inf."),
+    ]
+
+    def tensors(*xs):
+        return tuple(torch.tensor(x, dtype=torch.float32) for x in xs)
+
+    for name, pw, pl, rw, rl, beta, hint in cases:
+        args = tensors(pw, pl, rw, rl)
+        expected = float(dpo_loss(*args, beta=beta))
+        a, b, c, d = (x.double() for x in args)
+        mistakes = [
+            (float(-F.logsigmoid(beta * (a - b)).mean()), "subtract the reference: the margin is "
+             "(log π_w − log π_ref,w) − (log π_l − log π_ref,l)."),
+            (float(-F.logsigmoid(-beta * ((a - c) - (b - d))).mean()),
+             "the sign is flipped: the chosen (w) response should get the larger implicit reward."),
+            (float(-F.logsigmoid((a - c) - (b - d)).mean()), "multiply the margin by beta."),
+            (float(-F.logsigmoid(beta * ((a - c) - (b - d))).sum()), "average over the pairs, do not sum."),
+        ]
+        out = chk.call(name, *tensors(pw, pl, rw, rl), beta)
+        if out is not _FAILED:
+            chk.add(name, _compare(_first(out), expected, hint, mistakes))
+    _grad_case(chk, "gradient with respect to policy_chosen_logps",
+               lambda: tensors([-5.0, -8.0, -3.0], [-6.0, -7.0, -9.0], [-5.5, -7.5, -4.0], [-5.5, -7.5, -8.0]),
+               lambda a, b, c, d: dpo_loss(a, b, c, d, beta=0.1), 0,
+               "dL/d log π_w = −β·σ(−β·margin)/B: compute the loss with torch ops from the inputs.", extra=(0.1,))
+    return chk.finish()
+
+
+# --------------------------------------------------------------------------- notebook 09
+def check_token_gae(fn, verbose: bool = True) -> CheckResult:
+    r"""Check GAE over the tokens of LM responses ``fn(rewards, values, response_mask, gamma, lam) -> advantages``.
+
+    Notebook 09. Inputs are float32 tensors ``[B, R]``; ``response_mask`` is 1 on a prefix of each
+    row (the response up to and including EOS) and 0 on the padding after it. Compared with
+    ``lm_rlhf.token_gae``: :math:`\delta_t = r_t + \gamma V_{t+1} - V_t`,
+    :math:`A_t = \delta_t + \gamma\lambda A_{t+1}`, with :math:`V` and :math:`A` zero after the
+    last real token, and 0 on padding. Returning ``(advantages, returns)`` is accepted. Hidden
+    cases: full-length responses, an early EOS with junk values on the padding, a one-token
+    response, γ = λ = 1 with zero values (the reward-to-go), λ = 0 (one-step TD errors).
+    """
+    from .lm_rlhf import token_gae
+
+    chk = _Checker("check_token_gae", fn, verbose)
+    if not chk.ok:
+        return chk.finish()
+    rng = np.random.default_rng(9)
+    r4 = np.round(rng.normal(size=(2, 4)) * 0.1, 3)
+    r4[:, -1] += [1.0, -0.5]
+    v4 = np.round(rng.normal(size=(2, 4)), 3)
+    early_mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=np.float64)
+    early_r = np.array([[-0.1, 2.0, 0.0, 0.0, 0.0], [0.0, -0.1, 0.1, 0.0, 1.0]])
+    early_v = np.array([[0.3, 0.5, 9.0, 9.0, 9.0], [0.1, 0.2, 0.3, 0.4, 0.5]])
+    cases = [
+        ("two full-length responses, γ = 1, λ = 0.95", r4, v4, np.ones((2, 4)), 1.0, 0.95,
+         "go backwards over t: δ_t = r_t + γ·V_{t+1} − V_t and A_t = δ_t + γλ·A_{t+1}; after the last "
+         "token V = 0 and A = 0."),
+        ("an early EOS, junk values on the padding", early_r, early_v, early_mask, 1.0, 0.95,
+         "the response ends at its last real token: use V = 0 (not the padding's value) after it, and "
+         "return 0 advantages on the padding (multiply by the mask)."),
+        ("a one-token response", np.array([[1.5, 0.0, 0.0]]), np.array([[0.5, 7.0, 7.0]]),
+         np.array([[1.0, 0.0, 0.0]]), 1.0, 0.95, "a one-token response has A_0 = r_0 − V_0."),
+        ("γ = λ = 1, values 0: the reward-to-go", r4, np.zeros((2, 4)), np.ones((2, 4)), 1.0, 1.0,
+         "with γ = λ = 1 and V = 0, A_t is the sum of the rewards from t to the end."),
+        ("λ = 0: one-step TD errors", r4, v4, np.ones((2, 4)), 1.0, 0.0,
+         "with λ = 0, A_t = δ_t = r_t + γ·V_{t+1} − V_t."),
+    ]
+    for name, r, v, m, gamma, lam, hint in cases:
+        rt, vt, mt = (torch.tensor(x, dtype=torch.float32) for x in (r, v, m))
+        expected = token_gae(rt, vt, mt, gamma, lam)[0].numpy()
+        unmasked = token_gae(rt, vt, torch.ones_like(mt), gamma, lam)[0] * mt
+        forward = torch.zeros_like(rt)  # accumulating from the start instead of the end
+        acc = torch.zeros(rt.shape[0])
+        for t in range(rt.shape[1]):
+            nv = vt[:, t + 1] * mt[:, t + 1] if t + 1 < rt.shape[1] else torch.zeros_like(acc)
+            acc = (rt[:, t] + gamma * nv - vt[:, t] + gamma * lam * acc) * mt[:, t]
+            forward[:, t] = acc
+        mistakes = [
+            (unmasked.numpy(), "after the last real token the value is 0: do not bootstrap from V on the padding."),
+            (forward.numpy(), "GAE runs backwards in time (A_t needs A_{t+1}); loop over reversed(range(R))."),
+        ]
+        out = chk.call(name, rt.clone(), vt.clone(), mt.clone(), gamma, lam)
+        if out is not _FAILED:
+            chk.add(name, _compare(_first(out), expected, hint, mistakes))
+    return chk.finish()
+
+
+__all__ += ["check_token_gae"]
+
+
+# --------------------------------------------------------------------------- notebook 06
+def check_disagreement(fn, verbose: bool = True) -> CheckResult:
+    r"""Check an ensemble-disagreement function ``fn(returns_a, returns_b) -> (N,)``.
+
+    Notebook 06 (exercise, "choose queries by disagreement"). ``returns_a`` and ``returns_b`` are
+    float64 arrays ``(K, N)``: member k's value r̂_k(τ) of the first and of the second segment of
+    each of N candidate pairs. The disagreement of a pair is the standard deviation over the K
+    members (population std, ddof = 0) of the predicted preference
+    :math:`P_k(\tau_1 \succ \tau_2) = \sigma(\hat r_k(\tau_1) - \hat r_k(\tau_2))`, as in
+    ``rlhf.RewardEnsemble.disagreement``. Hidden cases: members that agree, one member, pairs
+    where the members disagree by a little and by a lot, huge differences (where ``exp``
+    overflows) and swapped pairs (the disagreement is symmetric).
+    """
+    chk = _Checker("check_disagreement", fn, verbose)
+    if not chk.ok:
+        return chk.finish()
+
+    def sig(x):
+        return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+    rng = np.random.default_rng(6)
+    ra, rb = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    cases = [
+        ("three members, five pairs", ra, rb, "the std over members (axis 0) of σ(r̂_k(τ1) − r̂_k(τ2))."),
+        ("members that agree", np.tile([[1.0, -2.0, 0.5]], (4, 1)), np.tile([[0.0, 0.0, 0.5]], (4, 1)),
+         "when every member predicts the same preference, the disagreement is 0."),
+        ("one member", np.array([[2.0, -1.0]]), np.array([[0.0, 0.0]]),
+         "one member cannot disagree with itself: 0 for every pair (use ddof=0, not ddof=1)."),
+        ("members that agree on the difference, not the offset", np.array([[1.0], [11.0]]), np.array([[0.0], [10.0]]),
+         "a Bradley–Terry reward is defined up to a constant: compare the members' *preferences* "
+         "σ(Δ_k), not their values r̂_k(τ)."),
+        ("huge differences (|Δ| = 800)", np.array([[800.0, -800.0], [-800.0, 800.0]]), np.zeros((2, 2)),
+         "σ(800) = 1 and σ(−800) = 0, so the disagreement is 0.5; compute σ stably "
+         "(e.g. 0.5·(1 + tanh(Δ/2)), or torch.sigmoid) so exp does not overflow to inf/NaN."),
+        ("swapped pairs", rb, ra, "the disagreement of (τ2, τ1) equals that of (τ1, τ2)."),
+    ]
+    for name, a, b, hint in cases:
+        p = sig(a - b)
+        expected = p.std(0)
+        mistakes = [
+            (p.std(0, ddof=1) if p.shape[0] > 1 else np.full(p.shape[1], np.nan),
+             "use the population std (ddof = 0, NumPy's default; torch.std needs correction=0)."),
+            ((a - b).std(0), "take the std of the preference probabilities σ(Δ_k), not of the differences Δ_k."),
+            (a.std(0) + b.std(0), "the disagreement is about the *pair*: σ(r̂_k(τ1) − r̂_k(τ2)) per member, then the std."),
+            (p.var(0), "the standard deviation, not the variance (take the square root)."),
+            (p.std(1) if p.shape[1] == p.shape[0] else np.full(p.shape[1], np.nan),
+             "members are along axis 0, pairs along axis 1: reduce over axis 0."),
+        ]
+        out = chk.call(name, np.array(a, dtype=np.float64), np.array(b, dtype=np.float64))
+        if out is not _FAILED:
+            chk.add(name, _compare(_first(out), expected, hint, mistakes))
+    return chk.finish()
+
+
+__all__ += ["check_disagreement"]
+
+
+# --------------------------------------------------------------------------- notebooks 07 and 08
+def check_sft_loss(fn, verbose: bool = True) -> CheckResult:
+    """Check a masked SFT loss ``fn(logits, labels) -> scalar tensor`` (notebook 07, exercise 1).
+
+    ``logits`` (B, L, V) float32, ``labels`` (B, L) int64 with −100 on positions that do not count
+    (prompt, padding). Expected: shift by one (logits at t predict label t + 1) and average the
+    cross-entropy over the counted positions only, like ``rlhf_tutorial.text.sft_loss`` and
+    transformers' causal-LM loss. Hidden cases: a prompt mask, padding, rows with different
+    numbers of counted tokens, and the gradient.
+    """
+    chk = _Checker("check_sft_loss", fn, verbose)
+    if not chk.ok:
+        return chk.finish()
+    g = torch.Generator().manual_seed(7)
+
+    def ref(logits, labels):
+        lg, lb = logits[:, :-1], labels[:, 1:]
+        return F.cross_entropy(lg.reshape(-1, lg.size(-1)), lb.reshape(-1), ignore_index=-100)
+
+    def make(labels):
+        labels = torch.tensor(labels)
+        return torch.randn(labels.shape[0], labels.shape[1], 6, generator=g), labels
+
+    cases = [
+        ("no mask", [[1, 2, 3, 4, 5]], "shift by one: logits[:, :-1] predict labels[:, 1:]; then the mean cross-entropy."),
+        ("prompt masked with -100", [[-100, -100, 3, 4, 0]],
+         "positions with label −100 do not count: average over the others only (ignore_index=-100)."),
+        ("right padding, rows of different lengths", [[-100, 2, 3, -100, -100], [-100, -100, 1, 2, 3]],
+         "average over all counted tokens of the batch (sum of losses / number of counted tokens), "
+         "not the mean of per-row means."),
+    ]
+    for name, labels, hint in cases:
+        logits, lab = make(labels)
+        expected = float(ref(logits, lab))
+        lg, lb = logits[:, :-1], lab[:, 1:]
+        mistakes = [
+            (float(F.cross_entropy(logits.reshape(-1, 6), lab.reshape(-1), ignore_index=-100)),
+             "shift by one: the logits at position t predict the token at t + 1 (logits[:, :-1], labels[:, 1:])."),
+            (float((F.cross_entropy(lg.reshape(-1, 6), lb.clamp(min=0).reshape(-1), reduction="none")
+                    .view(lb.shape) * (lb != -100)).sum() / lb.numel()),
+             "divide by the number of counted tokens (labels != −100), not by all positions."),
+            (float(F.cross_entropy(lg.reshape(-1, 6), lb.clamp(min=0).reshape(-1))),
+             "drop the −100 positions instead of replacing them by a real token id."),
+        ]
+        out = chk.call(name, logits.clone(), lab.clone())
+        if out is not _FAILED:
+            chk.add(name, _compare(_first(out), expected, hint, mistakes))
+    logits, lab = make([[-100, -100, 3, 4, 0], [-100, 1, 2, -100, -100]])
+    _grad_case(chk, "gradient", lambda: (logits.clone(), lab.clone()), ref, 0,
+               "return a torch loss connected to the logits (no .item() or NumPy).")
+    return chk.finish()
+
+
+def check_last_token_index(fn, verbose: bool = True) -> CheckResult:
+    """Check ``fn(attention_mask) -> (B,)`` the index of the last real token of each row (notebook 08, exercise 1).
+
+    ``attention_mask`` (B, L) int64 with 1 on real tokens. Hidden cases: right padding, left padding,
+    a mixed batch, a row without padding and a one-token row. Expected: like
+    ``rlhf_tutorial.text_reward.last_token_index``.
+    """
+    from .text_reward import last_token_index
+
+    chk = _Checker("check_last_token_index", fn, verbose)
+    if not chk.ok:
+        return chk.finish()
+    cases = [
+        ("right padding", [[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]],
+         "with right padding the last real token is at (number of ones) − 1."),
+        ("left padding", [[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]],
+         "with left padding the last real token is the last position, L − 1: counting the ones is not enough."),
+        ("no padding and a one-token row", [[1, 1, 1, 1], [1, 0, 0, 0]],
+         "a full row ends at L − 1; a one-token row at 0."),
+        ("mixed left and right", [[0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1]],
+         "take the largest position whose mask is 1, e.g. (positions * mask).argmax(-1)."),
+    ]
+    for name, m, hint in cases:
+        mask = torch.tensor(m)
+        expected = last_token_index(mask).numpy()
+        mistakes = [(mask.sum(-1).numpy() - 1, "counting the ones gives the right index only for right padding."),
+                     (mask.sum(-1).numpy(), "indices start at 0: subtract 1.")]
+        out = chk.call(name, mask.clone())
+        if out is not _FAILED:
+            chk.add(name, _compare(_first(out), expected, hint, mistakes))
+    return chk.finish()
+
+
+__all__ += ["check_sft_loss", "check_last_token_index"]

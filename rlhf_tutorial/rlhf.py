@@ -20,24 +20,25 @@ phases with weights ∝ T₀ / (T₀ + t) (Christiano et al.'s decaying label ra
 :func:`run_preference_loop` keeps one PPO agent and one optimizer across phases; only the
 reward changes. Everything is in :class:`PreferenceLoopConfig`.
 
-**Measured** (defaults: 100k env steps, 500 comparisons at ε = 10 %, 3 reward nets r̂(s), ~35-50 s
-per run on one core; final TRUE return of the greedy policy, 10 episodes, max 200; true-reward
-PPO with ``TASK_PPO_CONFIG`` at the same steps: 198.8 / 198.5 / 199.1 for seeds 0 / 1 / 2):
+**Robustness.** Without a safeguard about one run in six failed, always the same way: early
+on, PPO converged on the reward learned from the untrained policy's segments to a one-action
+policy ("always push one way", true return ~17), whose segments are all equally bad, so the
+comparisons between them taught nothing that pulled it out (seed 1, 100k steps: 61.3 with 250
+active queries, 94.3 with 500 random ones; true-reward PPO 198.5). Measured on those two runs:
+re-initializing the critic after each refit (25.0 at 30k steps) or normalizing the members on
+the recent rollouts (18.4 at 30k) did not help; a pessimistic reward mean − 1·std over 5
+members fixed the random-query run (198.0) but not the other (90.8); **restarting PPO** when,
+after a refit, the current ensemble rates the policy's fresh rollouts more than
+``restart_margin`` = 0.2 (per step, normalized units) below the untrained policy's
+(``restart_margin``, at most ``max_restarts`` = 2 times; every label is kept) brought the
+active-query run to 186.2 and the random-query one to 143.7. It is the default. With it, the
+defaults (500 active comparisons, ε = 10 %, 100k steps) reached 193.9 / 192.2 / 197.4 / 199.2 /
+199.4 for seeds 0-4, 96.8-99.9 % of true-reward PPO (seed 1 restarted twice); more in
+benchmarks/README.md (``benchmarks/preference_rl.py``).
 
-=========================  ======================  =====================
-queries, labels            seeds 0 / 1 / 2         share of true-reward PPO
-=========================  ======================  =====================
-disagreement, 500          193.9 / 189.6 / 197.4   97.5 / 95.5 / 99.2 %
-random, 500                198.9 /  94.3 / 193.3   100 / 47.5 / 97.1 %
-disagreement, 250          189.0 /  61.3 / 194.0   95.1 / 30.9 / 97.4 %
-random, 250                198.3 / 194.2 / 183.9   99.7 / 97.8 / 92.4 %
-=========================  ======================  =====================
-
-The loop is not robust yet: about one run in six fails, always the same way (early on, PPO
-exploits the reward learned from the untrained policy's segments, the greedy policy "always
-pushes one way", true return ~18, and it never fully recovers even once r̂ ranks the
-policy's segments well). ``initial_steps=6_400`` fixed seed 1 (198.3 at 500, 197.1 at 250
-labels) but broke seed 2 at 500 (103.8); a larger entropy bonus (0.03) did not fix it either.
+Options beyond the paper's loop: ``uncertainty_penalty`` (pessimism), ``feedback_mix`` (ratings
+and comments as well as comparisons, with the mixed loss of notebook 05), ``initial_labels``
+(a person's comparisons from the widget of notebook 04 as the first labels).
 """
 
 from __future__ import annotations
@@ -54,7 +55,14 @@ import torch
 from torch import nn
 
 from . import envs as task_envs
-from .feedback import ComparisonDataset, ComparisonLabeler, Segment, cut_segments
+from .feedback import (
+    ComparisonDataset,
+    ComparisonLabeler,
+    LanguageLabeler,
+    ScoreLabeler,
+    Segment,
+    cut_segments,
+)
 from .ppo import PPOConfig, ppo_update, rollout_to_batch
 from .reward_model import REDUCTIONS, RewardNet, compare_loss, spearman
 from .reward_model import _check_segment_list as _check_segments
@@ -182,6 +190,15 @@ class RewardEnsemble:
         """Standard deviation over members of the normalized r̂_k(s, a) (0 for one member)."""
         return self.predict(obs, actions).std(0)
 
+    def reward(self, obs, actions=None, uncertainty_penalty: float = 0.0) -> np.ndarray:
+        """The reward PPO gets: mean − ``uncertainty_penalty`` · std over the normalized members (notebook 06).
+
+        With a penalty β > 0 the reward is pessimistic where the members disagree, i.e. off the
+        data the labels covered, which is where a policy would otherwise find states r̂ overrates.
+        """
+        z = self.predict(obs, actions)
+        return z.mean(0) - float(uncertainty_penalty) * z.std(0) if uncertainty_penalty else z.mean(0)
+
     @torch.no_grad()
     def segment_returns(self, segments: Sequence[Segment], normalized: bool = False) -> np.ndarray:
         """r̂_k(τ) per member and segment, shape ``(K, N)`` (mean or sum over steps, ``self.reduce``)."""
@@ -220,7 +237,8 @@ class RewardEnsemble:
 
     def fit(self, train: ComparisonDataset, val: ComparisonDataset | None = None, *, epochs: int = 50,
             batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 0.0, patience: int | None = 5,
-            bootstrap: bool = True, seed: int = 0) -> list[dict]:
+            bootstrap: bool = True, seed: int = 0, scored: tuple | None = None,
+            score_weight: float = 1.0) -> list[dict]:
         """Fit every member with Adam on L_compare; returns one history dict per member (notebook 06).
 
         Member k trains on its own bootstrap resample of ``train`` (n pairs drawn with
@@ -229,6 +247,11 @@ class RewardEnsemble:
         each member stops after ``patience`` epochs without a better validation loss and keeps
         its best weights. Members keep training from their current weights (warm start), which
         is what the online loop wants between phases.
+
+        ``scored`` (optional): ``(segments, targets)``, segments with a score y ∈ [0, 1] (a rating,
+        or a comment turned into a score by a language model). Each step then adds
+        ``score_weight`` · L_score on the next minibatch of them (cycling), i.e. the seed's mixed
+        loss λ₁ L_score + λ₂ L_compare with λ₂ = 1 (notebook 05's ``mixed_loss``).
         """
         if not isinstance(train, ComparisonDataset):
             raise TypeError(f"train must be a ComparisonDataset, got {type(train).__name__}")
@@ -242,6 +265,16 @@ class RewardEnsemble:
         t = train.tensors()
         vt = val.tensors() if val is not None else None
         n = len(train)
+        st = None
+        if scored is not None:
+            if not (isinstance(scored, (tuple, list)) and len(scored) == 2):
+                raise TypeError("scored must be a pair (segments, targets)")
+            segs = _check_segments("scored segments", scored[0])
+            y = np.asarray(scored[1], dtype=np.float32)
+            if y.shape != (len(segs),) or not (np.isfinite(y).all() and (y >= 0).all() and (y <= 1).all()):
+                raise ValueError(f"scored targets must be {len(segs)} numbers in [0, 1], got shape {y.shape}")
+            obs_s, act_s = _stack_segments(segs)
+            st = {"obs": obs_s, "actions": act_s, "y": torch.as_tensor(y)}
         rng = np.random.default_rng(_check_pos_int("seed", seed, 0))
         histories = []
         for net in self.members:
@@ -251,6 +284,11 @@ class RewardEnsemble:
             opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
             hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
             best, best_state, since = math.inf, None, 0
+            if st is not None:
+                s_idx = torch.as_tensor(rng.integers(0, len(st["y"]), len(st["y"])) if bootstrap
+                                        else np.arange(len(st["y"])))
+                sdata = {key: v[s_idx] for key, v in st.items()}
+                s_perm, s_pos = torch.randperm(len(s_idx), generator=gen), 0
             for epoch in range(epochs):
                 net.train()
                 perm = torch.randperm(n, generator=gen)
@@ -259,6 +297,13 @@ class RewardEnsemble:
                     b = perm[s:s + batch_size]
                     loss = compare_loss(net, data["obs_a"][b], data["actions_a"][b], data["obs_b"][b],
                                         data["actions_b"][b], data["labels"][b], self.reduce)
+                    if st is not None:
+                        if s_pos >= len(s_perm):
+                            s_perm, s_pos = torch.randperm(len(s_idx), generator=gen), 0
+                        sb = s_perm[s_pos:s_pos + batch_size]
+                        s_pos += batch_size
+                        pred = net(sdata["obs"][sb], sdata["actions"][sb]).mean(-1)
+                        loss = loss + score_weight * ((pred - sdata["y"][sb]) ** 2).mean()
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -326,13 +371,18 @@ class EnsembleRewardVectorWrapper(gym.vector.VectorWrapper):
     also records every finished episode (``obs``, ``actions``, true ``rewards``, as
     :func:`rlhf_tutorial.feedback.rollout_episodes` returns them); :meth:`pop_episodes` hands
     them over for cutting into segments. The ensemble is read at every step, so refitting it
-    changes the reward from the next step on.
+    changes the reward from the next step on. ``uncertainty_penalty`` β > 0 gives PPO the
+    pessimistic reward mean − β·std over the members (:meth:`RewardEnsemble.reward`).
     """
 
-    def __init__(self, env: gym.vector.VectorEnv, ensemble: RewardEnsemble):
+    def __init__(self, env: gym.vector.VectorEnv, ensemble: RewardEnsemble, uncertainty_penalty: float = 0.0):
         super().__init__(env)
         if not isinstance(ensemble, RewardEnsemble):
             raise TypeError(f"ensemble must be a RewardEnsemble, got {type(ensemble).__name__}")
+        if isinstance(uncertainty_penalty, bool) or not isinstance(uncertainty_penalty, (int, float)) or not (
+                math.isfinite(uncertainty_penalty) and uncertainty_penalty >= 0):
+            raise ValueError(f"uncertainty_penalty must be a finite number >= 0, got {uncertainty_penalty!r}")
+        self.uncertainty_penalty = float(uncertainty_penalty)
         ensemble.check_env(env)
         mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
         if str(getattr(mode, "value", mode)) != gym.vector.AutoresetMode.NEXT_STEP.value:
@@ -353,7 +403,8 @@ class EnsembleRewardVectorWrapper(gym.vector.VectorWrapper):
             raise RuntimeError("call reset() before step()")
         obs_in = np.asarray(self._last_obs, dtype=np.float32).reshape(self.num_envs, -1)
         acts = np.asarray(actions)
-        learned = self.ensemble.mean(obs_in, torch.as_tensor(acts).long()).astype(np.float32)
+        learned = self.ensemble.reward(obs_in, torch.as_tensor(acts).long(),
+                                       self.uncertainty_penalty).astype(np.float32)
         obs, reward, terminated, truncated, info = self.env.step(actions)
         info = dict(info)
         true = np.asarray(info.get("true_reward", reward), dtype=np.float32)
@@ -421,6 +472,12 @@ class PreferenceLoopConfig:
     compare_reduce: str = "mean"  # r̂(τ) as the mean (seed, package default) or the sum of r̂ over τ
     eval_every: int = 10_000  # evaluate the TRUE return of the greedy policy every this many steps (0: never)
     eval_episodes: int = 10  # episodes per evaluation
+    uncertainty_penalty: float = 0.0  # β: PPO's reward is mean − β·std over the members (pessimism off the data)
+    normalize_on: str = "labelled"  # fit each member's mean/std on the "labelled" segments or the "recent" pool
+    reset_critic: bool = False  # re-initialize the value head after each refit (its targets came from the old r̂)
+    restart_margin: float | None = 0.2  # restart PPO when r̂ rates its rollouts this far (per step) below the initial ones
+    max_restarts: int = 2  # at most this many restarts
+    feedback_mix: tuple = (0.0, 1.0, 0.0)  # shares of the budget for (scores, comparisons, comments); mixed loss λ = 1
 
     def validate(self) -> None:
         if not isinstance(self.ppo, PPOConfig):
@@ -453,6 +510,21 @@ class PreferenceLoopConfig:
             raise ValueError(f"reward_lr must be a number > 0, got {self.reward_lr!r}")
         if self.compare_reduce not in REDUCTIONS:
             raise ValueError(f"compare_reduce must be one of {REDUCTIONS}, got {self.compare_reduce!r}")
+        if isinstance(self.uncertainty_penalty, bool) or not isinstance(self.uncertainty_penalty, (int, float)) \
+                or not (math.isfinite(self.uncertainty_penalty) and self.uncertainty_penalty >= 0):
+            raise ValueError(f"uncertainty_penalty must be a finite number >= 0, got {self.uncertainty_penalty!r}")
+        if self.restart_margin is not None and not (isinstance(self.restart_margin, (int, float)) and
+                                                    math.isfinite(self.restart_margin) and self.restart_margin >= 0):
+            raise ValueError(f"restart_margin must be None or a finite number >= 0, got {self.restart_margin!r}")
+        _check_pos_int("max_restarts", self.max_restarts, 0)
+        mix = self.feedback_mix
+        if not (isinstance(mix, (tuple, list)) and len(mix) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in mix)
+                and mix[1] > 0):
+            raise ValueError(f"feedback_mix must be 3 shares >= 0 (scores, comparisons, comments) with "
+                             f"comparisons > 0, got {mix!r}")
+        if self.normalize_on not in ("labelled", "recent"):
+            raise ValueError(f"normalize_on must be 'labelled' or 'recent', got {self.normalize_on!r}")
         ppo = replace(self.ppo, env_id=self.env_id, seed=self.seed, total_timesteps=self.total_timesteps)
         ppo.validate()
         per_env = self.initial_steps // ppo.num_envs
@@ -503,6 +575,14 @@ def _random_pairs(pool: list[Segment], n: int, rng: np.random.Generator) -> list
     return pairs
 
 
+def _reset_critic(agent: ActorCritic, obs_dim: int, n_actions: int, hidden, seed: int) -> None:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        fresh = ActorCritic(obs_dim, n_actions, hidden)
+    with torch.no_grad():
+        agent.critic.load_state_dict(fresh.critic.state_dict())
+
+
 def _dataset(triples: list) -> ComparisonDataset | None:
     if not triples or all(y == 0.5 for _, _, y in triples):
         return None
@@ -510,12 +590,17 @@ def _dataset(triples: list) -> ComparisonDataset | None:
 
 
 def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Callable[[dict], None] | None = None,
-                        progress: bool = True, ensemble: RewardEnsemble | None = None):
+                        progress: bool = True, ensemble: RewardEnsemble | None = None, scorer=None,
+                        initial_labels: ComparisonDataset | None = None):
     """Christiano et al.'s online RLHF loop on a Gymnasium task; returns ``(agent, ensemble, history)``.
 
     Notebook 06 (the seed's §3.3.3). See the module docstring for the steps and
     :class:`PreferenceLoopConfig` for the settings. ``ensemble`` (optional) is a ready
-    :class:`RewardEnsemble`; it must fit the env (else ``ValueError``). The default ensemble
+    :class:`RewardEnsemble`; it must fit the env (else ``ValueError``). With comments in
+    ``config.feedback_mix``, ``scorer`` (a :class:`~rlhf_tutorial.language.LanguageScorer`, or any
+    ``list[str] -> scores``) turns them into scores. ``initial_labels`` (optional): comparisons a
+    person gave beforehand (e.g. with the widget of notebook 04); they join the labels of phase 0
+    and count towards the budget (the synthetic human asks only the rest). The default ensemble
     uses r̂(s) (``reward_use_action=False``): on this task the action carries almost no
     information about the reward, and with r̂(s, a) a small bias towards one action, learned
     from a few noisy labels, was the easiest thing for PPO to exploit (seed 1 collapsed to
@@ -536,6 +621,10 @@ def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Ca
     if not isinstance(cfg, PreferenceLoopConfig):
         raise TypeError(f"config must be a PreferenceLoopConfig, got {type(cfg).__name__}")
     cfg.validate()
+    if initial_labels is not None and not isinstance(initial_labels, ComparisonDataset):
+        raise TypeError(f"initial_labels must be a ComparisonDataset or None, got {type(initial_labels).__name__}")
+    if cfg.feedback_mix[2] > 0 and scorer is None:
+        raise ValueError("feedback_mix asks for comments: pass scorer= (e.g. rlhf_tutorial.language.LanguageScorer())")
     ppo = replace(cfg.ppo, env_id=cfg.env_id, seed=cfg.seed, total_timesteps=cfg.total_timesteps)
     t_start = time.perf_counter()
     torch.set_num_threads(ppo.torch_threads)
@@ -556,7 +645,7 @@ def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Ca
         base.close()
         raise TypeError(f"ensemble must be a RewardEnsemble or None, got {type(ensemble).__name__}")
     try:
-        envs = EnsembleRewardVectorWrapper(base, ensemble)
+        envs = EnsembleRewardVectorWrapper(base, ensemble, cfg.uncertainty_penalty)
     except ValueError:
         base.close()
         raise
@@ -566,10 +655,24 @@ def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Ca
     optimizer = torch.optim.Adam(agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps)
     collector = RolloutCollector(envs, seed=cfg.seed)
     labeler = ComparisonLabeler(epsilon=cfg.epsilon, seed=cfg.seed)
+    score_labeler, speaker = ScoreLabeler(seed=cfg.seed), LanguageLabeler(seed=cfg.seed)
+    mix = np.asarray(cfg.feedback_mix, dtype=float) / float(np.sum(cfg.feedback_mix))
+    scored: list = []  # (segment, y in [0, 1]) from ratings and from comments
     schedule = label_schedule(cfg)
+    if initial_labels is not None:
+        given = [(initial_labels.segments_a[i], initial_labels.segments_b[i], float(initial_labels.labels[i]))
+                 for i in range(len(initial_labels))]
+        for seg in (x for a, b, _ in given for x in (a, b)):
+            if len(seg) != cfg.segment_length:
+                raise ValueError(f"initial_labels has a segment of {len(seg)} steps; this loop cuts segments of "
+                                 f"segment_length={cfg.segment_length}")
+        left = max(0, cfg.label_budget - len(given))
+        schedule = label_schedule(replace(cfg, label_budget=max(1, left)))
+        if left == 0:
+            schedule = [0] * len(schedule)
 
     hist: dict = {k: [] for k in ("global_step", "labels", "approx_kl", "clipfrac", "entropy", "episode_step",
-                                  "episode_true_return", "eval_step", "eval_labels", "eval_return", "phase_step",
+                                  "episode_true_return", "eval_step", "eval_labels", "eval_return", "eval_seconds", "phase_step",
                                   "phase_labels", "labels_total", "spearman", "tie_rate", "val_loss")}
     hist["config"] = asdict(cfg)
     hist["schedule"] = schedule
@@ -581,6 +684,14 @@ def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Ca
         return float(evaluate_policy(lambda o: agent.act(o, deterministic=True), cfg.env_id, cfg.eval_episodes,
                                      seed=10_000 + cfg.seed, env_kwargs=ppo.env_kwargs).mean())
 
+    initial: list[Segment] = []
+    restarts: list[int] = []
+
+    def mean_reward(segments: list[Segment]) -> float:
+        obs = np.concatenate([s.obs for s in segments])
+        act = torch.as_tensor(np.concatenate([s.actions for s in segments]))
+        return float(ensemble.reward(obs, act, cfg.uncertainty_penalty).mean())
+
     def labelling_phase(phase: int) -> dict:
         nonlocal pool
         fresh = [s for ep in envs.pop_episodes()
@@ -589,12 +700,30 @@ def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Ca
         if len(fresh) >= 2:
             out["spearman"] = spearman(ensemble.segment_returns(fresh).mean(0), [s.true_return for s in fresh])
         pool = (pool + fresh)[-cfg.pool_size:]
+        if phase == 0:
+            initial.extend(fresh)
+            if initial_labels is not None:
+                for a, b, y in given:
+                    (val_set if rng.random() < cfg.val_fraction else train_set).append((a, b, y))
         n = schedule[phase]
-        cands = _random_pairs(pool, cfg.candidate_factor * n, rng)
-        if not cands:
+        n_score, n_text = int(math.floor(mix[0] * n)), int(math.floor(mix[2] * n))  # comparisons keep >= 1
+        if n_score + n_text:  # ratings and comments on the segments the members disagree on most
+            idx = rng.choice(len(pool), min(len(pool), cfg.candidate_factor * (n_score + n_text)), replace=False)
+            spread = ensemble.segment_returns([pool[i] for i in idx], normalized=True).std(0)
+            order = idx if phase == 0 else idx[np.argsort(-spread, kind="stable")]
+            rated, commented = order[:n_score], order[n_score:n_score + n_text]
+            scored.extend((pool[i], score_labeler.label(pool[i])) for i in rated)
+            if len(commented):
+                texts = [speaker.label(pool[i]) for i in commented]
+                ys = np.clip(np.asarray(scorer(texts) if callable(scorer) else scorer.score(texts), float), 0, 1)
+                scored.extend((pool[i], float(y)) for i, y in zip(commented, ys))
+            n = n - n_score - n_text
+        cands = _random_pairs(pool, cfg.candidate_factor * n, rng) if n > 0 else []
+        given_now = phase == 0 and initial_labels is not None
+        if not cands and not given_now and not n_score + n_text:
             return out
         method = "random" if phase == 0 else cfg.query_method  # untrained nets: disagreement means nothing
-        chosen = select_queries(ensemble, cands, n, method, seed=int(rng.integers(2**31)))
+        chosen = select_queries(ensemble, cands, n, method, seed=int(rng.integers(2**31))) if cands else []
         for i in chosen:
             a, b = cands[i]
             y = labeler.label(a, b)
@@ -602,15 +731,28 @@ def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Ca
         tr, va = _dataset(train_set), _dataset(val_set)
         if tr is not None:
             fits = ensemble.fit(tr, va, epochs=cfg.reward_epochs, batch_size=cfg.reward_batch_size, lr=cfg.reward_lr,
-                                patience=cfg.reward_patience, seed=int(rng.integers(2**31)))
+                                patience=cfg.reward_patience, seed=int(rng.integers(2**31)),
+                                scored=([x for x, _ in scored], [y for _, y in scored]) if scored else None)
             labelled = [s for a, b, _ in train_set + val_set for s in (a, b)]
-            ensemble.fit_normalizers(labelled)
+            ensemble.fit_normalizers(labelled if cfg.normalize_on == "labelled" else pool)
+            if cfg.reset_critic and phase > 0:
+                _reset_critic(agent, obs_dim, n_actions, ppo.hidden, cfg.seed + phase)
+            if (cfg.restart_margin is not None and phase > 0 and len(restarts) < cfg.max_restarts and fresh
+                    and initial and mean_reward(fresh) < mean_reward(initial) - cfg.restart_margin):
+                # the policy got worse than the untrained one by the *current* r̂: it converged on an
+                # old, wrong r̂ and its rollouts no longer teach much. Start PPO afresh.
+                with torch.random.fork_rng():
+                    torch.manual_seed(cfg.seed + 7919 * (len(restarts) + 1))
+                    agent.load_state_dict(ActorCritic(obs_dim, n_actions, ppo.hidden).state_dict())
+                optimizer.state.clear()
+                restarts.append(collector.global_step)
+                out["restart"] = True
             out["val_loss"] = float(np.mean([f["val_loss"][f["best_epoch"]] if f["best_epoch"] >= 0 and
                                              f["val_loss"] else math.nan for f in fits]))
         step = collector.global_step
         hist["phase_step"].append(step)
-        hist["phase_labels"].append(len(chosen))
-        hist["labels_total"].append(len(train_set) + len(val_set))
+        hist["phase_labels"].append(len(chosen) + n_score + n_text)
+        hist["labels_total"].append(len(train_set) + len(val_set) + len(scored))
         hist["spearman"].append(out.get("spearman", math.nan))
         hist["tie_rate"].append(float(np.mean([y == 0.5 for _, _, y in train_set + val_set])))
         hist["val_loss"].append(out.get("val_loss", math.nan))
@@ -640,7 +782,7 @@ def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Ca
         stats = ppo_update(agent, optimizer, batch, ppo, clip)  # 6) PPO on r̂
         step = collector.global_step
         hist["global_step"].append(step)
-        hist["labels"].append(len(train_set) + len(val_set))
+        hist["labels"].append(len(train_set) + len(val_set) + len(scored))
         for k in ("approx_kl", "clipfrac", "entropy"):
             hist[k].append(stats[k])
         hist["episode_true_return"] += ro.episode_true_returns
@@ -655,8 +797,9 @@ def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Ca
         if cfg.eval_every and step >= next_eval:
             next_eval += cfg.eval_every
             hist["eval_step"].append(step)
-            hist["eval_labels"].append(len(train_set) + len(val_set))
+            hist["eval_labels"].append(len(train_set) + len(val_set) + len(scored))
             hist["eval_return"].append(evaluate())
+            hist["eval_seconds"].append(time.perf_counter() - t_start)
             bar.set_postfix(true_return=f"{hist['eval_return'][-1]:.0f}", labels=hist["labels"][-1])
         bar.update(step - bar.n)
         if callback is not None:
@@ -664,6 +807,7 @@ def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Ca
     bar.close()
     envs.close()
     hist["final_return"] = evaluate()
-    hist["labels_used"] = len(train_set) + len(val_set)
+    hist["labels_used"] = len(train_set) + len(val_set) + len(scored)
+    hist["restarts"] = restarts
     hist["seconds"] = time.perf_counter() - t_start
     return agent, ensemble, hist

@@ -174,3 +174,65 @@ def test_smoke_run_of_the_loop():
     assert seen and seen[-1]["labels"] == 30 and "approx_kl" in seen[-1]
     act = agent.act(np.zeros((1, 4), dtype=np.float32), deterministic=True)
     assert act.shape == (1,)
+
+
+def test_wrapper_keeps_obs_terminated_truncated_and_info_of_the_env():
+    base, ref = make_vec_env(ENV_ID, 3), make_vec_env(ENV_ID, 3)
+    ens = RewardEnsemble.for_env(base, size=2, hidden=(8,), seed=1)
+    env = EnsembleRewardVectorWrapper(base, ens, uncertainty_penalty=0.5)
+    o1, _ = env.reset(seed=3)
+    o2, _ = ref.reset(seed=3)
+    np.testing.assert_array_equal(o1, o2)
+    rng = np.random.default_rng(0)
+    for t in range(205):
+        acts = rng.integers(0, 2, 3)
+        z = ens.predict(np.asarray(o1, dtype=np.float32), torch.as_tensor(acts))
+        o1, r1, te1, tr1, i1 = env.step(acts)
+        o2, r2, te2, tr2, i2 = ref.step(acts)
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_array_equal(te1, te2)
+        np.testing.assert_array_equal(tr1, tr2)
+        np.testing.assert_allclose(i1["true_reward"], r2)  # the env's reward, kept in info
+        for k in i2:
+            np.testing.assert_array_equal(i1[k], i2[k])
+        if t not in (200,):  # the auto-reset step gets 0
+            np.testing.assert_allclose(r1, z.mean(0) - 0.5 * z.std(0), rtol=1e-5, atol=1e-6)
+    env.close()
+    ref.close()
+    with pytest.raises(ValueError, match="uncertainty_penalty"):
+        EnsembleRewardVectorWrapper(make_vec_env(ENV_ID, 1), ens, uncertainty_penalty=-1)
+
+
+def test_fit_with_scores_uses_the_mixed_loss():
+    ens = RewardEnsemble([RewardNet(4, hidden=(16,), seed=s) for s in range(2)])
+    data = _random_pairs_dataset(40)
+    segs = [data.segments_a[i] for i in range(20)]
+    y = [float(np.clip(s.true_mean, 0, 1)) for s in segs]
+    h = ens.fit(data, None, epochs=3, patience=None, seed=0, scored=(segs, y))
+    assert len(h) == 2 and all(x["epochs_run"] == 3 for x in h)
+    with pytest.raises(ValueError, match="scored targets"):
+        ens.fit(data, None, epochs=1, scored=(segs, [2.0] * len(segs)))
+    with pytest.raises(ValueError, match="feedback_mix"):
+        PreferenceLoopConfig(feedback_mix=(1.0, 0.0, 0.0)).validate()
+    with pytest.raises(ValueError, match="scorer"):
+        run_preference_loop(PreferenceLoopConfig(feedback_mix=(1, 1, 1)), progress=False)
+    with pytest.raises(ValueError, match="restart_margin"):
+        PreferenceLoopConfig(restart_margin=-1.0).validate()
+
+
+def test_smoke_run_with_scores_initial_labels_and_restarts():
+    small = dict(seed=1, total_timesteps=4_800, segment_length=25, initial_steps=1_600, phase_steps=1_600,
+                 label_phases=2, reward_epochs=3, reward_hidden=(16,), eval_every=0, eval_episodes=2,
+                 ppo=replace(PreferenceLoopConfig().ppo, update_epochs=1))
+    rng = np.random.default_rng(0)
+    segs = [Segment(rng.uniform(-.1, .1, (25, 4)).astype(np.float32), np.zeros(25, dtype=np.int64),
+                    rng.uniform(0, 1, 25).astype(np.float32)) for _ in range(8)]
+    given = ComparisonDataset(segs[:4], segs[4:], [1.0, 0.0, 1.0, 0.5])
+    cfg = PreferenceLoopConfig(label_budget=24, feedback_mix=(1.0, 2.0, 0.0), restart_margin=0.0, **small)
+    _, _, hist = run_preference_loop(cfg, progress=False, initial_labels=given)
+    assert hist["labels_used"] == 24 and sum(hist["phase_labels"]) == 20  # 4 given + 20 asked
+    assert isinstance(hist["restarts"], list) and len(hist["restarts"]) <= cfg.max_restarts
+    with pytest.raises(ValueError, match="segment_length"):
+        run_preference_loop(replace(cfg, segment_length=20), progress=False, initial_labels=given)
+    with pytest.raises(TypeError, match="initial_labels"):
+        run_preference_loop(cfg, progress=False, initial_labels=[1, 2])
