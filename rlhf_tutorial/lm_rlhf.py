@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .text import _check_tokenizer  # pad token present and != eos
 from .utils import progress_bar
 
 __all__ = [
@@ -184,17 +185,6 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     different log-probs depending on how much padding its batch needed.
     """
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def _check_tokenizer(tokenizer) -> None:
-    if tokenizer.pad_token_id is None:
-        raise ValueError("the tokenizer has no pad token: add a dedicated one (tokenizer.add_special_tokens"
-                         "({'pad_token': '<pad>'}) and resize the model's embeddings)")
-    if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no eos token: a response could never end")
-    if tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError("pad token == eos token: the EOS the policy emits would be mistaken for padding "
-                         "(its log-prob masked, the score read elsewhere); use a dedicated pad token")
 
 
 def _check_prompts(prompts, name: str = "prompts") -> list[str]:

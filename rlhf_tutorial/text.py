@@ -409,7 +409,8 @@ def _check_tokenizer(tokenizer):
     if tokenizer.eos_token_id is None:
         raise ValueError("tokenizer has no EOS token; expected one to mark the end of a completion")
     if tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError("tokenizer pads with its EOS token; use a dedicated pad token (pad != eos)")
+        raise ValueError("pad token == eos token: the EOS the policy emits would be mistaken for padding "
+                         "(its log-prob masked, the score read elsewhere); use a dedicated pad token")
     return tokenizer
 
 
