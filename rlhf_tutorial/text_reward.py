@@ -59,7 +59,7 @@ class RewardConfig:
     batch_size: int = 32
     lr: float = 3e-4
     seed: int = 0
-    version: int = 1
+    version: int = 2  # 2: training runs with the fused GELU (text.fuse_gelu)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,10 +249,12 @@ def train_reward_model(model, tokenizer, rows, epochs: int = 2, batch_size: int 
 
     ``ratings`` (optional): a list of ``(prompt, completion, y)`` with y ∈ [0, 1]; then each step
     minimises ``λ1 · L_score + λ2 · L_compare`` on a batch of each (the seed's mixed loss).
+    The model's GELU is swapped in place for the fused one (:func:`text.fuse_gelu`, same function).
     """
     rows = check_preference_rows(rows)
     epochs, batch_size = T._check_count("epochs", epochs), T._check_count("batch_size", batch_size)
     n_ctx = model.config.n_positions
+    T.fuse_gelu(model)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     steps_per_epoch = (len(rows) + batch_size - 1) // batch_size

@@ -147,6 +147,20 @@ def test_training_lowers_the_loss_and_normalization_gives_mean0_std1(rm):
     assert acc == 1.0
 
 
+def test_trained_model_uses_the_fused_gelu_and_reloads_with_the_same_scores(rm, tmp_path):
+    model, tok = rm
+    rows = [{"prompt": p, "chosen": " great.", "rejected": " awful."} for p in T.make_prompts(8, seed=0)]
+    R.train_reward_model(model, tok, rows, epochs=1, batch_size=8, progress=False)
+    assert not any(type(m).__name__ == "NewGELUActivation" for m in model.modules())
+    prompts, comps = T.make_prompts(6, seed=3), [" great.", " poor. Avoid it."] * 3
+    T.save_model(model, tok, tmp_path / "rm")
+    from transformers import GPT2ForSequenceClassification
+    loaded, ltok = T.load_model(tmp_path / "rm", model_class=GPT2ForSequenceClassification)
+    assert any(type(m).__name__ == "NewGELUActivation" for m in loaded.modules())  # config unchanged: gelu_new
+    torch.testing.assert_close(R.reward_scores(loaded, ltok, prompts, comps), R.reward_scores(model, tok, prompts, comps),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_bad_inputs(rm):
     model, tok = rm
     with pytest.raises(ValueError, match="context|max_length"):
