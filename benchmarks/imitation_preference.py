@@ -6,6 +6,7 @@ stable-baselines3 ~=2.2.1, which the course does not use. What we did (benchmark
     python -m venv --system-site-packages /tmp/imitenv
     /tmp/imitenv/bin/pip install --no-deps imitation==1.0.1 "seals~=0.2.1"
     PYTHONPATH=. /tmp/imitenv/bin/python benchmarks/imitation_preference.py --seeds 0 1 2
+    PYTHONPATH=. /tmp/imitenv/bin/python benchmarks/imitation_preference.py --seeds 0 1 2 --epsilon 0.1 --tie-margin 0.5
 
 (imitation imports and runs with the gymnasium 1.4 and stable-baselines3 2.9.2 of the course
 environment; --no-deps keeps it from replacing them, and torch.) Settings: SB3 PPO with the
@@ -13,7 +14,7 @@ task's PPO settings (TASK_PPO_CONFIG: 8 envs x 64 steps, 4 minibatches, 10 epoch
 λ 0.95, entropy 0.01, lr 3e-4), a reward net of the state only with two hidden layers of 64,
 fragments of 50 steps, 500 comparisons from imitation's SyntheticGatherer (Bradley-Terry on
 the true return, temperature 1; it has no ε-random answers, so its labels are *less* noisy
-than ours), an ensemble-free random fragmenter, and imitation's defaults otherwise
+than ours; ``--epsilon 0.1 --tie-margin 0.5`` makes it answer like ours), an ensemble-free random fragmenter, and imitation's defaults otherwise
 (hyperbolic query schedule, 10 % of the comparisons before training). Printed: the true return
 of the greedy policy, evaluated exactly like ours.
 """
@@ -27,7 +28,29 @@ import numpy as np
 import torch
 
 
-def run(seed: int, steps: int, comparisons: int, iterations: int) -> tuple[float, float]:
+def course_labeler_gatherer(pc, rng, epsilon: float, tie_margin: float, beta: float = 1.0):
+    """imitation's SyntheticGatherer answering like the course's ComparisonLabeler (notebook 04).
+
+    With probability ``epsilon`` a fair coin (0 or 1); otherwise 0.5 ("equal") when the true returns
+    differ by at most ``tie_margin``; otherwise a Bradley-Terry sample with rationality ``beta``.
+    """
+
+    class CourseLabelerGatherer(pc.SyntheticGatherer):
+        def __call__(self, fragment_pairs):
+            r1, r2 = self._reward_sums(fragment_pairs)
+            diff = np.asarray(r1, dtype=float) - np.asarray(r2, dtype=float)
+            p = 1.0 / (1.0 + np.exp(-np.clip(beta * diff, -50, 50)))
+            out = (self.rng.random(len(diff)) < p).astype(np.float32)
+            out[np.abs(diff) <= tie_margin] = 0.5
+            coin = self.rng.random(len(diff)) < epsilon
+            out[coin] = self.rng.integers(0, 2, int(coin.sum())).astype(np.float32)
+            return out
+
+    return CourseLabelerGatherer(rng=rng)
+
+
+def run(seed: int, steps: int, comparisons: int, iterations: int, epsilon: float = 0.0,
+        tie_margin: float | None = None) -> tuple[float, float]:
     from imitation.algorithms import preference_comparisons as pc
     from imitation.rewards.reward_nets import BasicRewardNet
     from imitation.util.networks import RunningNorm
@@ -45,7 +68,10 @@ def run(seed: int, steps: int, comparisons: int, iterations: int) -> tuple[float
     net = BasicRewardNet(venv.observation_space, venv.action_space, use_action=False, use_next_state=False,
                          use_done=False, normalize_input_layer=RunningNorm, hid_sizes=(64, 64))
     fragmenter = pc.RandomFragmenter(warning_threshold=0, rng=rng)
-    gatherer = pc.SyntheticGatherer(rng=rng)
+    if epsilon == 0.0 and tie_margin is None:
+        gatherer = pc.SyntheticGatherer(rng=rng)   # imitation's own: Bradley-Terry, no coin flips, no ties
+    else:
+        gatherer = course_labeler_gatherer(pc, rng, epsilon, 0.5 if tie_margin is None else tie_margin)
     model = pc.PreferenceModel(net)
     trainer = pc.BasicRewardTrainer(preference_model=model, loss=pc.CrossEntropyRewardLoss(), epochs=3, rng=rng)
     c = TASK_PPO_CONFIG
@@ -71,10 +97,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--comparisons", type=int, default=500)
     ap.add_argument("--iterations", type=int, default=20)
+    ap.add_argument("--epsilon", type=float, default=0.0,
+                    help="answer this share of queries with a coin flip, like the course's labeler (0.1 there)")
+    ap.add_argument("--tie-margin", type=float, default=None,
+                    help="answer 0.5 when true returns differ by at most this (the course's labeler: 0.5); "
+                         "with neither option, imitation's own SyntheticGatherer is used")
     args = ap.parse_args()
     for s in args.seeds:
-        ret, secs = run(s, args.steps, args.comparisons, args.iterations)
-        print(f"imitation PreferenceComparisons, seed {s}: true return {ret:.1f} ({secs:.0f} s)", flush=True)
+        ret, secs = run(s, args.steps, args.comparisons, args.iterations, args.epsilon, args.tie_margin)
+        print(f"imitation PreferenceComparisons, seed {s}, epsilon {args.epsilon}, tie margin {args.tie_margin}: "
+              f"true return {ret:.1f} ({secs:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
