@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lm_rlhf import fuse_gelu, sequence_logprobs
+from .lm_rlhf import sequence_logprobs
+from .text import fuse_gelu
 from .utils import progress_bar
 
 __all__ = [

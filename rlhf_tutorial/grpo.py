@@ -26,7 +26,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .lm_rlhf import LMRollout, fuse_gelu, rollout, sequence_logprobs
+from .lm_rlhf import LMRollout, rollout, sequence_logprobs
+from .text import fuse_gelu
 from .utils import progress_bar
 
 __all__ = ["grpo_advantages", "rloo_advantages", "group_policy_loss", "sample_groups", "GroupRLConfig",
