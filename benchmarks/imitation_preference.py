@@ -28,23 +28,23 @@ import numpy as np
 import torch
 
 
-def course_labeler_gatherer(pc, rng, epsilon: float, tie_margin: float, beta: float = 1.0):
-    """imitation's SyntheticGatherer answering like the course's ComparisonLabeler (notebook 04).
+def course_labeler_gatherer(pc, rng, epsilon: float, tie_margin: float, seed: int):
+    """imitation's SyntheticGatherer answering with the course's own ``feedback.ComparisonLabeler``.
 
-    With probability ``epsilon`` a fair coin (0 or 1); otherwise 0.5 ("equal") when the true returns
-    differ by at most ``tie_margin``; otherwise a Bradley-Terry sample with rationality ``beta``.
+    Each of imitation's fragment pairs becomes a pair of :class:`feedback.Segment` and is labelled
+    exactly as in notebooks 04–06: a coin flip with probability ``epsilon``, 0.5 ("equal") when the
+    true returns differ by at most ``tie_margin``, otherwise a Bradley-Terry sample (β = 1).
     """
+    from rlhf_tutorial.feedback import ComparisonLabeler, Segment
+
+    labeler = ComparisonLabeler(epsilon=epsilon, tie_margin=tie_margin, seed=seed)
+
+    def segment(frag):
+        return Segment(obs=frag.obs[:-1], actions=frag.acts, true_rewards=frag.rews)
 
     class CourseLabelerGatherer(pc.SyntheticGatherer):
         def __call__(self, fragment_pairs):
-            r1, r2 = self._reward_sums(fragment_pairs)
-            diff = np.asarray(r1, dtype=float) - np.asarray(r2, dtype=float)
-            p = 1.0 / (1.0 + np.exp(-np.clip(beta * diff, -50, 50)))
-            out = (self.rng.random(len(diff)) < p).astype(np.float32)
-            out[np.abs(diff) <= tie_margin] = 0.5
-            coin = self.rng.random(len(diff)) < epsilon
-            out[coin] = self.rng.integers(0, 2, int(coin.sum())).astype(np.float32)
-            return out
+            return np.array([labeler.label(segment(a), segment(b)) for a, b in fragment_pairs], dtype=np.float32)
 
     return CourseLabelerGatherer(rng=rng)
 
@@ -71,7 +71,7 @@ def run(seed: int, steps: int, comparisons: int, iterations: int, epsilon: float
     if epsilon == 0.0 and tie_margin is None:
         gatherer = pc.SyntheticGatherer(rng=rng)   # imitation's own: Bradley-Terry, no coin flips, no ties
     else:
-        gatherer = course_labeler_gatherer(pc, rng, epsilon, 0.5 if tie_margin is None else tie_margin)
+        gatherer = course_labeler_gatherer(pc, rng, epsilon, 0.5 if tie_margin is None else tie_margin, seed)
     model = pc.PreferenceModel(net)
     trainer = pc.BasicRewardTrainer(preference_model=model, loss=pc.CrossEntropyRewardLoss(), epochs=3, rng=rng)
     c = TASK_PPO_CONFIG
