@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as V
 from .rl import (
     ActorCritic,
     Rollout,
     RolloutCollector,
-    check_probability,
     compute_gae,
     evaluate_policy,
     explained_variance,
@@ -72,12 +72,26 @@ class PPOConfig:
     torch_threads: int = 1  # small nets run fastest on 1 thread
     env_kwargs: dict = field(default_factory=dict)  # extra keyword arguments for the env
 
+    def __post_init__(self):
+        self.validate()
+
     def validate(self) -> None:
-        if self.algo not in ALGORITHMS:
-            raise ValueError(f"algo must be one of {ALGORITHMS}, got {self.algo!r}")
-        check_probability("gamma", self.gamma)
-        check_probability("gae_lambda", self.gae_lambda)
-        check_probability("clip_coef", self.clip_coef)
+        V.one_of("algo", self.algo, ALGORITHMS)
+        V.text("env_id", self.env_id)
+        V.probability("gamma", self.gamma)
+        V.probability("gae_lambda", self.gae_lambda)
+        V.number("clip_coef", self.clip_coef, 0.0, 1.0, low_open=True)
+        for name in ("learning_rate", "max_grad_norm", "adam_eps"):
+            V.positive(name, getattr(self, name))
+        for name in ("ent_coef", "vf_coef"):
+            V.number(name, getattr(self, name), 0.0)
+        if self.target_kl is not None:
+            V.positive("target_kl", self.target_kl)
+        if self.stop_at_return is not None:
+            V.number("stop_at_return", self.stop_at_return)
+        V.integer("seed", self.seed, low=0)
+        for name in ("anneal_lr", "norm_adv", "anneal_clip", "clip_vloss", "bootstrap_truncated"):
+            V.boolean(name, getattr(self, name))
         for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "torch_threads"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -87,20 +101,11 @@ class PPOConfig:
                 f"num_minibatches ({self.num_minibatches}) must not exceed the batch size "
                 f"num_envs*num_steps ({self.num_envs * self.num_steps})"
             )
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.eval_every < 0 or self.eval_episodes < 1:
-            raise ValueError(f"eval_every must be >= 0 and eval_episodes >= 1, got {self.eval_every}, {self.eval_episodes}")
+        V.integer("eval_every", self.eval_every, low=0)
+        V.integer("eval_episodes", self.eval_episodes, low=1)
 
 
 # --------------------------------------------------------------------------- losses
-def _check_same_shape(**tensors):
-    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-    first = next(iter(shapes.values()))
-    if any(s != first for s in shapes.values()):
-        raise ValueError(f"these tensors must have the same shape, got {shapes}")
-
-
 def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Whiten to mean 0, std 1 (advantage normalisation); a single element is returned centred (notebook 03)."""
     if x.numel() < 2:
@@ -119,8 +124,10 @@ def ppo_policy_loss(new_logp: torch.Tensor, old_logp: torch.Tensor, advantages: 
     E[(ρ-1) - log ρ]), ``clipfrac`` (share of samples whose ratio was clipped) and ``ratio`` (mean ρ).
     Notebook 03.
     """
-    _check_same_shape(new_logp=new_logp, old_logp=old_logp, advantages=advantages)
-    check_probability("clip_coef", clip_coef)
+    V.same_shape(new_logp=new_logp, old_logp=old_logp, advantages=advantages)
+    for name, x in (("new_logp", new_logp), ("old_logp", old_logp), ("advantages", advantages)):
+        V.check_finite(name, x)
+    V.probability("clip_coef", clip_coef)
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
     unclipped = ratio * advantages
@@ -142,7 +149,11 @@ def ppo_value_loss(new_values: torch.Tensor, old_values: torch.Tensor, returns: 
     With ``clip_coef`` the new value may move at most ε from the old one, and the larger of the
     clipped and unclipped errors is used (PPO's value clipping). Notebook 03.
     """
-    _check_same_shape(new_values=new_values, old_values=old_values, returns=returns)
+    V.same_shape(new_values=new_values, old_values=old_values, returns=returns)
+    for name, x in (("new_values", new_values), ("old_values", old_values), ("returns", returns)):
+        V.check_finite(name, x)
+    if clip_coef is not None:
+        V.number("clip_coef", clip_coef, 0.0)
     unclipped = (new_values - returns) ** 2
     if clip_coef is None:
         return 0.5 * unclipped.mean()
@@ -156,7 +167,11 @@ def a2c_loss(logp: torch.Tensor, advantages: torch.Tensor, values: torch.Tensor,
 
     ``advantages`` are treated as constants (detached). Returns ``(loss, stats)``. Notebook 03.
     """
-    _check_same_shape(logp=logp, advantages=advantages, values=values, returns=returns, entropy=entropy)
+    V.same_shape(logp=logp, advantages=advantages, values=values, returns=returns, entropy=entropy)
+    for name, x in (("logp", logp), ("advantages", advantages), ("returns", returns)):
+        V.check_finite(name, x)
+    V.number("vf_coef", vf_coef, 0.0)
+    V.number("ent_coef", ent_coef, 0.0)
     pg = -(logp * advantages.detach()).mean()
     v = 0.5 * ((values - returns) ** 2).mean()
     ent = entropy.mean()
@@ -221,6 +236,7 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
             else:
                 loss, st = a2c_loss(new_logp, mb_adv, new_v, batch["returns"][idx], entropy, cfg.vf_coef, cfg.ent_coef)
                 st.update(approx_kl=0.0, clipfrac=0.0, ratio=1.0)
+            V.check_finite_loss(loss, count, "PPO loss (policy + value - entropy)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
