@@ -46,6 +46,7 @@ from typing import Callable, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
+from . import _validate as V
 from . import envs
 from .rl import ActorCritic, make_vec_env
 
@@ -62,6 +63,19 @@ __all__ = [
     "ComparisonLabeler",
     "LanguageLabeler",
     "describe_segment",
+    "LABEL_SECONDS",
+    "LABEL_SECONDS_SOURCES",
+    "HUMAN_AGREEMENT",
+    "label_cost",
+    "labels_for_seconds",
+    "ScoreRater",
+    "ComparisonRater",
+    "LanguageRater",
+    "COMMENT_FAMILIES",
+    "RaterPanel",
+    "REALISTIC_RATER_SPREAD",
+    "realistic_raters",
+    "rater_agreement",
     "FeedbackDataset",
     "ScoreDataset",
     "ComparisonDataset",
@@ -583,6 +597,320 @@ class LanguageLabeler:
                 f"mixup_prob={self.mixup_prob})")
 
 
+# --------------------------------------------------------------------------- raters that err the way people do
+# The defaults below come from published measurements where they exist and are *assumed* (stated as
+# such) where they do not; they were fixed before any reward model was trained on them and are never
+# tuned to favour one kind of feedback (notebook 04 explains them, notebook 05 uses them).
+LABEL_SECONDS: dict[str, float] = {"score": 6.0, "comparison": 4.0, "language": 20.0}
+"""Human seconds per label of each kind (notebooks 04-05): what "equal human time" is measured in."""
+
+LABEL_SECONDS_SOURCES: dict[str, str] = {
+    "comparison": ("Christiano et al. 2017 (Deep RL from human preferences): the Hopper backflip was "
+                   "trained from 900 queries 'in under an hour' of human time, i.e. about 4 s per pair of "
+                   "1-2 s clips"),
+    "score": ("assumed: watching one clip like a comparison, plus choosing a number on a 0-10 scale; "
+              "we assume 6 s (no published timing of this task)"),
+    "language": ("assumed: watching the clip and typing a sentence of ~10 words at ~40 words per minute "
+                 "(~15 s) plus reading it over; we assume 20 s"),
+}
+"""Where each number of :data:`LABEL_SECONDS` comes from: a reference, or an estimate stated as assumed."""
+
+HUMAN_AGREEMENT = {"instructgpt_training_labelers": 0.726, "instructgpt_heldout_labelers": 0.773,
+                   "stiennon_researchers_vs_labelers": 0.77}
+"""Published agreement of two people on which of two outputs is better (notebook 04): Ouyang et al.
+2022 (InstructGPT) report 72.6 ± 1.5 % among training labelers and 77.3 ± 1.3 % for held-out
+labelers; Stiennon et al. 2020 (summarization) about 77 % between labelers and researchers."""
+
+
+def label_cost(kind: str, n_labels: int) -> float:
+    """Human seconds that ``n_labels`` labels of ``kind`` cost, with :data:`LABEL_SECONDS` (notebooks 04-05)."""
+    kind = _check_kind(kind)
+    return LABEL_SECONDS[kind] * V.integer("n_labels", n_labels, low=0)
+
+
+def labels_for_seconds(kind: str, seconds: float) -> int:
+    """How many labels of ``kind`` fit in ``seconds`` of human time (rounded down; notebooks 04-05)."""
+    kind = _check_kind(kind)
+    return int(V.number("seconds", seconds, 0.0) // LABEL_SECONDS[kind])
+
+
+class ScoreRater(ScoreLabeler):
+    """One person who rates segments: an offset, a scale use and a drift of their own (notebook 04).
+
+    Rating number t (t = 0, 1, ... in the order asked) of a segment with quality q is
+
+        y = round_to_scale(0.5 + scale · (q − 0.5) + offset + drift · t / 100 + N(0, noise_std²)).
+
+    ``offset`` is leniency (> 0) or severity (< 0), ``scale`` < 1 is the central tendency of a
+    rater who avoids the ends of the scale (> 1: extreme responding), and ``drift`` is the change
+    of the offset per 100 ratings (raters grow stricter or milder over a session). These are the
+    "rater effects" of the psychometrics literature (Saal, Downey & Lahey 1980, *Rating the
+    ratings*; Myford & Wolfe 2003/2004, many-facet Rasch measurement of severity, central tendency
+    and drift; Wolfe, Moulder & Myford 2001 on drift over time). ``name`` labels the rater.
+    """
+
+    def __init__(self, offset: float = 0.0, scale: float = 1.0, drift: float = 0.0, noise_std: float = 0.1,
+                 levels: int | None = 11, seed: int | None = None, name: str = ""):
+        super().__init__(noise_std=noise_std, bias=offset, levels=levels, seed=seed)
+        self.offset = self.bias
+        self.scale = V.positive("scale", scale)
+        self.drift = V.number("drift", drift, -1.0, 1.0)
+        self.name = V.text("name", name, allow_empty=True)
+        self.n_labelled = 0
+
+    def label(self, segment: Segment) -> float:
+        """One rating y ∈ [0, 1]; each call moves the rater one step along their drift."""
+        q = self.quality(segment)
+        shift = self.offset + self.drift * self.n_labelled / 100.0
+        self.n_labelled += 1
+        return self.round_to_scale(0.5 + self.scale * (q - 0.5) + shift + self.noise_std * self.rng.standard_normal())
+
+    def __repr__(self) -> str:
+        return (f"ScoreRater({self.name!r}, offset={self.offset:+.3f}, scale={self.scale:.3f}, "
+                f"drift={self.drift:+.3f}/100, noise_std={self.noise_std})")
+
+
+class ComparisonRater(ComparisonLabeler):
+    """One person who compares segments: their own attention lapses, rationality and tie habit (notebook 04).
+
+    A :class:`ComparisonLabeler` with a ``name``; the defaults of :func:`realistic_raters` make
+    two such raters agree on about as many random pairs as the labelers of InstructGPT did
+    (:data:`HUMAN_AGREEMENT`; notebook 04 measures it on our pool).
+    """
+
+    def __init__(self, beta: float = 1.0, epsilon: float = 0.1, tie_margin: float = 0.5,
+                 seed: int | None = None, name: str = ""):
+        super().__init__(beta=beta, epsilon=epsilon, tie_margin=tie_margin, seed=seed)
+        self.name = V.text("name", name, allow_empty=True)
+
+    def __repr__(self) -> str:
+        return (f"ComparisonRater({self.name!r}, beta={self.beta:.3f}, epsilon={self.epsilon:.3f}, "
+                f"tie_margin={self.tie_margin:.3f})")
+
+
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+COMMENT_FAMILIES = ("plain", "negation", "degree", "comparative", "numeric", "mixed")
+"""The ways a :class:`LanguageRater` words its verdict (notebooks 04-05)."""
+
+_NEG_VERDICTS = (  # (lowest perceived quality, verdicts phrased with a negation)
+    (0.8, ("Couldn't have been better", "Nothing wrong with it", "Not a single mistake")),
+    (0.6, ("Not bad at all", "Not half bad", "Can't complain")),
+    (0.4, ("Not great, not terrible", "Not really good", "Nothing special")),
+    (0.2, ("Not good", "Not good enough", "I didn't like it")),
+    (-1.0, ("Not even close", "Nothing worked", "Not good at all")),
+)
+_DEGREE_VERDICTS = (
+    (0.9, ("Extremely good", "Really, really good", "Absolutely great")),
+    (0.7, ("Fairly good", "Quite good", "Reasonably good")),
+    (0.5, ("Slightly above average", "A little better than okay", "Somewhat okay")),
+    (0.3, ("Somewhat bad", "A bit poor", "Slightly bad")),
+    (0.12, ("Quite bad", "Really poor", "Very weak")),
+    (-1.0, ("Extremely bad", "Utterly awful", "Absolutely terrible")),
+)
+_COMPARATIVE_VERDICTS = (
+    (0.85, ("Far better than a typical run", "Much better than average", "Way better than most I've seen")),
+    (0.6, ("Better than average", "A bit better than a typical run", "Slightly better than most")),
+    (0.4, ("About average", "Roughly like a typical run", "On par with most of them")),
+    (0.2, ("Worse than average", "A bit worse than a typical run", "Below most of the others")),
+    (-1.0, ("Much worse than average", "Far worse than a typical run", "Worse than nearly all of them")),
+)
+_MIXED = {  # what happened -> (verdict that mixes praise and blame, its rough meaning)
+    "fell_late": ("Great balance for most of it, but it lost the pole near the end",
+                  "Started really well, then dropped the pole at the end", "Good for a long time, bad finish"),
+    "fell_mid": ("Good start, but the pole fell halfway", "Fine at first, then it fell apart",
+                 "Promising beginning, poor second half"),
+    "fell_early": ("Bad start, and it never got better", "Decent cart control, but the pole fell at once",
+                   "The cart was fine, the pole was not"),
+    "recovered": ("Bad start, but it got the pole back up", "Poor at first, better later",
+                  "It fell, but recovered nicely"),
+    "wobbly": ("The pole stayed up, but it was shaky", "Balanced, though far from smooth",
+               "Kept it up, but wobbled a lot"),
+    "steady": ("Rock steady, though the cart moved a bit", "Great balance, minor drift",
+               "Excellent, with a small wobble"),
+    "down": ("The cart moved nicely, but the pole never came up", "Some effort, no result",
+             "Lively, but the pole just hung there"),
+}
+
+
+def _verdict(table, q: float, pick) -> str:
+    return pick(next(v for lo, v in table if q >= lo))
+
+
+class LanguageRater(LanguageLabeler):
+    """One person who writes comments: leniency, noise, and their own way of wording a verdict (notebook 04).
+
+    The perceived quality is ``q + offset + N(0, quality_noise²)``. The verdict is worded in one of
+    :data:`COMMENT_FAMILIES`, drawn with probabilities ``style`` (a dict family -> weight): the
+    plain verdicts of :class:`LanguageLabeler`; **negated** ones ("Not bad at all"); **degree**
+    words ("Slightly bad"); **comparative** ones relative to a stated reference ("Better than
+    average": the reference is the rater's idea of a typical run, not the previous clip, so the
+    comment carries a level); **numeric** ratings in digits or words ("7/10", "seven out of ten",
+    "3 out of 5"); and **mixed** verdicts that praise one part and blame another ("Good start, but
+    the pole fell halfway"). A description of the pole and cart follows as in
+    :class:`LanguageLabeler`, except for mixed verdicts, which are their own description.
+    """
+
+    def __init__(self, offset: float = 0.0, quality_noise: float = 0.08, style: Mapping[str, float] | None = None,
+                 detail_prob: float = 0.6, mixup_prob: float = 0.05, seed: int | None = None, name: str = ""):
+        super().__init__(quality_noise=quality_noise, detail_prob=detail_prob, mixup_prob=mixup_prob, seed=seed)
+        self.offset = V.number("offset", offset, -1.0, 1.0)
+        style = dict.fromkeys(COMMENT_FAMILIES, 1.0) if style is None else dict(V.instance("style", style, Mapping))
+        unknown = set(style) - set(COMMENT_FAMILIES)
+        if unknown:
+            raise ValueError(f"style has unknown families {sorted(unknown)}, expected some of {COMMENT_FAMILIES}")
+        w = np.array([V.number(f"style[{k!r}]", style.get(k, 0.0), 0.0) for k in COMMENT_FAMILIES])
+        if w.sum() <= 0:
+            raise ValueError(f"style must give a positive weight to at least one family, got {style}")
+        self.style = dict(zip(COMMENT_FAMILIES, (w / w.sum()).tolist()))
+        self.name = V.text("name", name, allow_empty=True)
+
+    def _numeric(self, q: float) -> str:
+        out_of = (10, 10, 5)[int(self.rng.integers(3))]
+        k = int(round(min(max(q, 0.0), 1.0) * out_of))
+        form = int(self.rng.integers(3))
+        if form == 0:
+            return f"{k}/{out_of}"
+        if form == 1:
+            return f"{_NUMBER_WORDS[k].capitalize()} out of {_NUMBER_WORDS[out_of]}"
+        return f"I'd give it {k} out of {out_of}"
+
+    def label_with_info(self, segment: Segment) -> dict:
+        """One comment and how it was made: ``{"text", "family", "perceived_quality", **events}``."""
+        events = describe_segment(segment)
+        q = segment.true_mean + self.offset + self.quality_noise * self.rng.standard_normal()
+        family = COMMENT_FAMILIES[int(self.rng.choice(len(COMMENT_FAMILIES), p=list(self.style.values())))]
+        if family == "mixed":
+            return {"text": self._pick(_MIXED[events["pole"]]) + ".", "family": family,
+                    "perceived_quality": float(q), **events}
+        if family == "numeric":
+            verdict = self._numeric(q)
+        elif family == "plain":
+            verdict = self._pick(next(v for lo, v in _VERDICTS if q >= lo))
+        else:
+            table = {"negation": _NEG_VERDICTS, "degree": _DEGREE_VERDICTS, "comparative": _COMPARATIVE_VERDICTS}
+            verdict = _verdict(table[family], q, self._pick)
+        text = verdict
+        if self.rng.random() < self.detail_prob:
+            text += ": " + self._pick(_POLE[events["pole"]])
+        return {"text": text + ".", "family": family, "perceived_quality": float(q), **events}
+
+    def __repr__(self) -> str:
+        return f"LanguageRater({self.name!r}, offset={self.offset:+.3f}, quality_noise={self.quality_noise})"
+
+
+class RaterPanel:
+    """Several raters of one kind sharing the labelling work (notebooks 04-06).
+
+    Each query goes to one rater of ``raters``, drawn at random (``seed``); :attr:`rater_ids`
+    records who answered each query, in order. ``label(segment)`` (scores, comments) or
+    ``label(segment_a, segment_b)`` (comparisons) asks one query; :func:`make_dataset` and the
+    ``make_*_dataset`` builders accept a panel wherever they accept a single labeler.
+    """
+
+    def __init__(self, raters: Sequence, seed: int | None = None):
+        if isinstance(raters, (str, bytes)) or not isinstance(raters, Sequence):
+            raise TypeError(f"raters must be a list of raters, got {type(raters).__name__}")
+        if len(raters) == 0:
+            raise ValueError("a RaterPanel needs at least one rater, got an empty list")
+        kinds = [next((k for k, c in _LABELER_CLASSES.items() if isinstance(r, c)), None) for r in raters]
+        if None in kinds or len(set(kinds)) != 1:
+            raise TypeError(f"raters must all be labelers of one kind (ScoreLabeler, ComparisonLabeler or "
+                            f"LanguageLabeler), got {[type(r).__name__ for r in raters]}")
+        self.raters, self.kind = list(raters), kinds[0]
+        self.rng = np.random.default_rng(V.seed("seed", seed))
+        self.rater_ids: list[int] = []
+
+    def _next(self):
+        i = int(self.rng.integers(len(self.raters)))
+        self.rater_ids.append(i)
+        return self.raters[i]
+
+    def label(self, *segments: Segment):
+        """One query answered by a randomly drawn rater (one segment, or two for comparisons)."""
+        need = 2 if self.kind == "comparison" else 1
+        if len(segments) != need:
+            raise TypeError(f"a {self.kind} panel labels {need} segment(s) per query, got {len(segments)}")
+        return self._next().label(*segments)
+
+    def label_with_info(self, *segments: Segment) -> dict:
+        """One query and how it was made, with ``"rater"``: the index of the rater who answered."""
+        rater = self._next()
+        return {**rater.label_with_info(*segments), "rater": self.rater_ids[-1]}
+
+    def label_many(self, segments: Sequence[Segment]) -> np.ndarray:
+        """Scores of several segments (score panels only)."""
+        if self.kind != "score":
+            raise TypeError(f"label_many is for score panels, this panel labels {self.kind}")
+        return np.array([self.label(s) for s in _check_segments("segments", segments)], dtype=np.float64)
+
+    def counts(self) -> dict[int, int]:
+        """How many queries each rater answered so far."""
+        return {i: self.rater_ids.count(i) for i in range(len(self.raters))}
+
+    def __len__(self) -> int:
+        return len(self.raters)
+
+    def __repr__(self) -> str:
+        return f"RaterPanel({self.kind}, {len(self.raters)} raters, {len(self.rater_ids)} queries answered)"
+
+
+_LABELER_CLASSES = {"score": ScoreLabeler, "comparison": ComparisonLabeler, "language": LanguageLabeler}
+
+REALISTIC_RATER_SPREAD = {
+    "score": {"offset_std": 0.1, "log_scale_std": 0.25, "drift_std": 0.03, "noise_std": 0.1},
+    "comparison": {"epsilon": 0.2, "beta": 0.5, "tie_margin": 1.0},
+    "language": {"offset_std": 0.08, "quality_noise": 0.1},
+}
+"""How raters of :func:`realistic_raters` differ (notebook 04). Scores: offset ~ N(0, 0.1²) and
+log scale ~ N(0, 0.25²) on the 0-1 scale, drift ~ N(0, 0.03²) per 100 ratings, noise std 0.1
+(assumed magnitudes: rater severity and scale use differ by a sizeable share of the scale in the
+studies of :class:`ScoreRater`; not measured on this task). Comparisons: each rater flips a coin
+on ``epsilon`` = 20 % of the queries, answers Bradley-Terry with β = 0.5 otherwise and calls pairs
+within 1 point of return "equal"; ε was chosen (before any reward model was trained) so that two
+raters agree on random pairs of notebook 05's pool about as often as :data:`HUMAN_AGREEMENT`
+reports for people, the middle of 72.6-77.3 % (notebook 04 measures it). Language: offset
+~ N(0, 0.08²), perceived-quality noise 0.1, every wording family equally likely (assumed)."""
+
+
+def realistic_raters(kind: str, n_raters: int = 5, seed: int = 0) -> RaterPanel:
+    """A panel of ``n_raters`` raters of ``kind`` who differ as :data:`REALISTIC_RATER_SPREAD` says (notebooks 04-06).
+
+    Each rater's own parameters are drawn with ``seed``; each rater's answers use their own seed
+    derived from it, so the same ``seed`` gives the same panel and the same answers.
+    """
+    kind = _check_kind(kind)
+    n = V.integer("n_raters", n_raters, low=1)
+    rng = np.random.default_rng(V.integer("seed", seed, low=0))
+    spread = REALISTIC_RATER_SPREAD[kind]
+    raters = []
+    for i in range(n):
+        s = int(rng.integers(2**31))
+        if kind == "score":
+            raters.append(ScoreRater(offset=float(np.clip(rng.normal(0, spread["offset_std"]), -0.5, 0.5)),
+                                     scale=float(np.exp(rng.normal(0, spread["log_scale_std"]))),
+                                     drift=float(rng.normal(0, spread["drift_std"])),
+                                     noise_std=spread["noise_std"], seed=s, name=f"rater {i}"))
+        elif kind == "comparison":
+            raters.append(ComparisonRater(beta=spread["beta"], epsilon=spread["epsilon"],
+                                          tie_margin=spread["tie_margin"], seed=s, name=f"rater {i}"))
+        else:
+            raters.append(LanguageRater(offset=float(np.clip(rng.normal(0, spread["offset_std"]), -0.5, 0.5)),
+                                        quality_noise=spread["quality_noise"], seed=s, name=f"rater {i}"))
+    return RaterPanel(raters, seed=int(rng.integers(2**31)))
+
+
+def rater_agreement(panel_a, panel_b, segments_a: Sequence[Segment], segments_b: Sequence[Segment]) -> float:
+    """Share of pairs on which two comparison raters (or panels) give the same answer (notebook 04).
+
+    "Equal" counts as an answer of its own, as in the agreement rates of :data:`HUMAN_AGREEMENT`.
+    """
+    a, b = _check_segments("segments_a", segments_a), _check_segments("segments_b", segments_b)
+    if len(a) != len(b) or not a:
+        raise ValueError(f"segments_a and segments_b must be non-empty and of the same length, got {len(a)} and {len(b)}")
+    same = [panel_a.label(x, y) == panel_b.label(x, y) for x, y in zip(a, b)]
+    return float(np.mean(same))
+
+
 # --------------------------------------------------------------------------- datasets
 class DatasetFileError(ValueError, FileNotFoundError):
     """A saved dataset is missing or unreadable (a ``ValueError`` and, when missing, a ``FileNotFoundError``) (notebook 04)."""
@@ -917,17 +1245,30 @@ def load_dataset(path) -> FeedbackDataset:
 
 
 # --------------------------------------------------------------------------- building datasets
-def _labeler_meta(labeler) -> dict:
-    return {"labeler": type(labeler).__name__,
+def _labeler_meta(labeler, start: int = 0) -> dict:
+    meta = {"labeler": type(labeler).__name__,
             **{k: v for k, v in vars(labeler).items() if isinstance(v, (int, float, str, type(None)))}}
+    if isinstance(labeler, RaterPanel):  # who answered each query of this dataset, and who they are
+        meta["rater_ids"] = labeler.rater_ids[start:]
+        meta["raters"] = [repr(r) for r in labeler.raters]
+    return meta
+
+
+def _check_labeler(labeler, kind: str) -> None:
+    cls = _LABELER_CLASSES[kind]
+    if isinstance(labeler, RaterPanel):
+        if labeler.kind != kind:
+            raise TypeError(f"labeler must label {kind} feedback, got a RaterPanel of {labeler.kind} raters")
+    elif not isinstance(labeler, cls):
+        raise TypeError(f"labeler must be a {cls.__name__} or a RaterPanel of them, got {type(labeler).__name__}")
 
 
 def make_score_dataset(segments: Sequence[Segment], labeler: ScoreLabeler) -> ScoreDataset:
     """Ask ``labeler`` to rate every segment once (notebook 04)."""
-    if not isinstance(labeler, ScoreLabeler):
-        raise TypeError(f"labeler must be a ScoreLabeler, got {type(labeler).__name__}")
+    _check_labeler(labeler, "score")
     segments = _check_segments("segments", segments)
-    return ScoreDataset(segments, labeler.label_many(segments), _labeler_meta(labeler))
+    start = len(getattr(labeler, "rater_ids", ()))
+    return ScoreDataset(segments, labeler.label_many(segments), _labeler_meta(labeler, start))
 
 
 def make_comparison_dataset(segments: Sequence[Segment], labeler: ComparisonLabeler, n_pairs: int,
@@ -937,8 +1278,7 @@ def make_comparison_dataset(segments: Sequence[Segment], labeler: ComparisonLabe
     Pairs are drawn uniformly without looking at the true reward (which the learner does not
     have); notebook 06 chooses its queries more cleverly.
     """
-    if not isinstance(labeler, ComparisonLabeler):
-        raise TypeError(f"labeler must be a ComparisonLabeler, got {type(labeler).__name__}")
+    _check_labeler(labeler, "comparison")
     segments = _check_segments("segments", segments)
     if len(segments) < 2:
         raise ValueError(f"need at least 2 segments to make pairs, got {len(segments)}")
@@ -947,16 +1287,17 @@ def make_comparison_dataset(segments: Sequence[Segment], labeler: ComparisonLabe
     i = rng.integers(0, len(segments), n_pairs)
     j = (i + rng.integers(1, len(segments), n_pairs)) % len(segments)  # j != i
     a, b = [segments[k] for k in i], [segments[k] for k in j]
+    start = len(getattr(labeler, "rater_ids", ()))
     labels = [labeler.label(x, y) for x, y in zip(a, b)]
-    return ComparisonDataset(a, b, labels, _labeler_meta(labeler))
+    return ComparisonDataset(a, b, labels, _labeler_meta(labeler, start))
 
 
 def make_language_dataset(segments: Sequence[Segment], labeler: LanguageLabeler) -> LanguageDataset:
     """Ask ``labeler`` for a comment on every segment (notebook 04)."""
-    if not isinstance(labeler, LanguageLabeler):
-        raise TypeError(f"labeler must be a LanguageLabeler, got {type(labeler).__name__}")
+    _check_labeler(labeler, "language")
     segments = _check_segments("segments", segments)
-    return LanguageDataset(segments, [labeler.label(s) for s in segments], _labeler_meta(labeler))
+    start = len(getattr(labeler, "rater_ids", ()))
+    return LanguageDataset(segments, [labeler.label(s) for s in segments], _labeler_meta(labeler, start))
 
 
 def make_dataset(kind: str, segments: Sequence[Segment], labeler=None, seed: int = 0, **kwargs) -> FeedbackDataset:

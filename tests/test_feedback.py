@@ -329,3 +329,84 @@ def test_load_missing_or_corrupt(segments, tmp_path):
         ComparisonDataset.load(path)
     with pytest.raises(ValueError, match="must end in .json"):
         ScoreDataset(segments[:1], [0.5]).save(tmp_path / "s.pkl")
+
+
+# --------------------------------------------------------------------------- raters that err like people (issue 14)
+def test_score_rater_offset_scale_and_drift():
+    seg = const_segment(0.8)
+    r = fb.ScoreRater(offset=0.1, scale=0.5, drift=0.0, noise_std=0.0, levels=None, seed=0)
+    assert r.label(seg) == pytest.approx(0.5 + 0.5 * 0.3 + 0.1)
+    drifting = fb.ScoreRater(drift=0.1, noise_std=0.0, levels=None, seed=0)
+    ys = [drifting.label(const_segment(0.5)) for _ in range(201)]
+    assert ys[0] == pytest.approx(0.5) and ys[200] == pytest.approx(0.7)   # +0.1 per 100 ratings
+    with pytest.raises(ValueError, match="scale"):
+        fb.ScoreRater(scale=0.0)
+    with pytest.raises(ValueError, match="scale"):
+        fb.ScoreRater(scale=-1.0)
+    with pytest.raises(TypeError, match="name"):
+        fb.ScoreRater(name=3)
+
+
+def test_panels_record_who_answered_and_build_datasets(segments):
+    panel = fb.realistic_raters("score", n_raters=3, seed=0)
+    ds = fb.make_score_dataset(segments[:20], panel)
+    assert len(ds.meta["rater_ids"]) == 20 and set(ds.meta["rater_ids"]) <= {0, 1, 2}
+    assert sum(panel.counts().values()) == 20
+    again = fb.make_score_dataset(segments[:20], fb.realistic_raters("score", n_raters=3, seed=0))
+    np.testing.assert_array_equal(ds.scores, again.scores)          # same seed, same answers
+    cmp = fb.make_comparison_dataset(segments, fb.realistic_raters("comparison", seed=1), 30, seed=0)
+    assert len(cmp.meta["rater_ids"]) == 30
+    lang = fb.make_language_dataset(segments[:10], fb.realistic_raters("language", seed=2))
+    assert all(isinstance(c, str) and c for c in lang.comments)
+    with pytest.raises(TypeError, match="score"):
+        fb.make_score_dataset(segments[:3], fb.realistic_raters("language", seed=0))
+
+
+def test_panel_bad_inputs():
+    with pytest.raises(ValueError, match="at least one rater"):
+        fb.RaterPanel([])
+    with pytest.raises(TypeError, match="one kind"):
+        fb.RaterPanel([fb.ScoreRater(), fb.ComparisonRater()])
+    with pytest.raises(TypeError, match="raters"):
+        fb.RaterPanel("abc")
+    with pytest.raises(TypeError, match="2 segment"):
+        fb.RaterPanel([fb.ComparisonRater()]).label(const_segment(0.5))
+    with pytest.raises(ValueError, match="n_raters"):
+        fb.realistic_raters("score", n_raters=0)
+    with pytest.raises(ValueError, match="kind"):
+        fb.realistic_raters("stars")
+
+
+def test_language_rater_families_and_style():
+    seg = const_segment(0.9, length=30)
+    for fam in fb.COMMENT_FAMILIES:
+        r = fb.LanguageRater(style={fam: 1.0}, seed=0)
+        info = r.label_with_info(seg)
+        assert info["family"] == fam and info["text"].endswith(".")
+    numeric = fb.LanguageRater(style={"numeric": 1}, quality_noise=0.0, seed=0).label(const_segment(0.8, 30))
+    assert any(t in numeric for t in ("8/10", "Eight out of ten", "8 out of 10", "4/5", "4 out of 5", "Four out of five"))
+    with pytest.raises(ValueError, match="unknown families"):
+        fb.LanguageRater(style={"sarcasm": 1.0})
+    with pytest.raises(ValueError, match="positive weight"):
+        fb.LanguageRater(style={"plain": 0.0})
+
+
+def test_comparison_panels_agree_like_people(segments):
+    rng = np.random.default_rng(0)
+    i = rng.integers(0, len(segments), 400)
+    j = (i + rng.integers(1, len(segments), 400)) % len(segments)
+    a, b = [segments[k] for k in i], [segments[k] for k in j]
+    agree = fb.rater_agreement(fb.realistic_raters("comparison", seed=0), fb.realistic_raters("comparison", seed=1), a, b)
+    assert 0.6 < agree < 0.9   # people agree on 72.6-77.3 % (InstructGPT); not perfect, far from chance
+    with pytest.raises(ValueError, match="same length"):
+        fb.rater_agreement(fb.ComparisonRater(), fb.ComparisonRater(), a, b[:-1])
+
+
+def test_label_costs():
+    assert fb.label_cost("comparison", 10) == 10 * fb.LABEL_SECONDS["comparison"]
+    assert fb.labels_for_seconds("language", fb.LABEL_SECONDS["language"] * 3 + 1) == 3
+    assert set(fb.LABEL_SECONDS_SOURCES) == set(fb.FEEDBACK_KINDS)
+    with pytest.raises(ValueError, match="n_labels"):
+        fb.label_cost("score", -1)
+    with pytest.raises(ValueError, match="seconds"):
+        fb.labels_for_seconds("score", float("nan"))
