@@ -51,7 +51,7 @@ def integer(name: str, value, low: int | None = None, high: int | None = None) -
         raise TypeError(f"{name} must be an int, got {_tname(value)} ({value!r})")
     v = int(value)
     if (low is not None and v < low) or (high is not None and v > high):
-        raise ValueError(f"{name} must be an int {_interval(low, high, False, False)}, got {value!r}")
+        raise ValueError(f"{name} must be {_interval(low, high, False, False)}, got {value!r}")
     return v
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _validate as V
 from .rl import check_probability, evaluate_policy, make_env, mlp
 from .utils import progress_bar, seed_everything
 
@@ -77,28 +78,31 @@ class SACConfig:
     def __post_init__(self):
         for name in ("total_timesteps", "buffer_size", "batch_size", "policy_frequency", "torch_threads",
                      "eval_episodes"):
-            _check_int(name, getattr(self, name), minimum=1)
-        for name in ("learning_starts", "eval_every", "seed"):
-            _check_int(name, getattr(self, name), minimum=0)
+            V.integer(name, getattr(self, name), low=1)
+        for name in ("learning_starts", "eval_every", "seed", "eval_seed"):
+            V.integer(name, getattr(self, name), low=0)
+        V.text("env_id", self.env_id)
+        V.boolean("autotune", self.autotune)
+        for name in ("log_std_min", "log_std_max"):
+            V.number(name, getattr(self, name))
+        if self.target_entropy is not None:
+            V.number("target_entropy", self.target_entropy)
+        if self.target_return is not None:
+            V.number("target_return", self.target_return)
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be <= buffer_size ({self.buffer_size})")
         check_probability("gamma", self.gamma)
         if check_probability("tau", self.tau) == 0.0:
             raise ValueError("tau must be in (0, 1], got 0 (the target critics would never move)")
         for name in ("policy_lr", "q_lr", "alpha_lr", "alpha"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if len(self.hidden) == 0 or any(int(h) < 1 for h in self.hidden):
+            V.positive(name, getattr(self, name))
+        V.instance("hidden", self.hidden, (tuple, list), "tuple of positive ints")
+        if len(self.hidden) == 0:
             raise ValueError(f"hidden must be a non-empty tuple of positive ints, got {self.hidden!r}")
+        for h in self.hidden:
+            V.integer("hidden", h, low=1)
         if not self.log_std_min < self.log_std_max:
             raise ValueError(f"log_std_min ({self.log_std_min}) must be < log_std_max ({self.log_std_max})")
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def _check_batch(**tensors: torch.Tensor) -> None:
@@ -110,6 +114,7 @@ def _check_batch(**tensors: torch.Tensor) -> None:
         if t.ndim != 1 or t.shape != first.shape:
             want = f"({first.shape[0]},) like {first_name}" if first.ndim == 1 else "(batch,)"
             raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+        V.check_finite(name, t)
 
 
 # --------------------------------------------------------------------------- replay buffer
@@ -133,7 +138,7 @@ class ReplayBuffer:
     """
 
     def __init__(self, obs_dim: int, act_dim: int, capacity: int, seed: int | None = None):
-        _check_int("capacity", capacity, minimum=1)
+        V.integer("capacity", capacity, low=1)
         self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.actions = np.zeros((capacity, act_dim), dtype=np.float32)
@@ -156,7 +161,7 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> ReplayBatch:
         """``batch_size`` transitions drawn uniformly (with replacement) from the stored ones."""
-        _check_int("batch_size", batch_size, minimum=1)
+        V.integer("batch_size", batch_size, low=1)
         if self.size == 0:
             raise ValueError("cannot sample from an empty ReplayBuffer; add transitions first")
         idx = self.rng.integers(0, self.size, size=batch_size)
@@ -271,6 +276,7 @@ def soft_q_target(rewards, terminated, next_q1, next_q2, next_logp, gamma: float
     ``terminated`` stops the bootstrap (truncation does not). Returned without gradient, ``(B,)``.
     """
     gamma = check_probability("gamma", gamma)
+    alpha = V.number("alpha", alpha, 0.0)
     _check_batch(rewards=rewards, terminated=terminated, next_q1=next_q1, next_q2=next_q2, next_logp=next_logp)
     with torch.no_grad():
         soft_v = torch.min(next_q1, next_q2) - alpha * next_logp  # V(s') = E[min Q' − α log π]
@@ -295,8 +301,7 @@ def sac_actor_loss(logp, q1_pi, q2_pi, alpha: float) -> torch.Tensor:
     ``q1_pi``, ``q2_pi`` are ``(B,)``; ``alpha`` is a float (held fixed in this step).
     """
     _check_batch(logp=logp, q1_pi=q1_pi, q2_pi=q2_pi)
-    if float(alpha) < 0:
-        raise ValueError(f"alpha must be >= 0, got {float(alpha)}")
+    V.number("alpha", alpha, 0.0)
     return (alpha * logp - torch.min(q1_pi, q2_pi)).mean()
 
 
@@ -311,6 +316,8 @@ def sac_alpha_loss(log_alpha: torch.Tensor, logp, target_entropy: float) -> torc
         raise ValueError(f"log_alpha must be a 1-element tensor, got {type(log_alpha).__name__} "
                          f"{tuple(getattr(log_alpha, 'shape', ()))}")
     _check_batch(logp=logp)
+    V.check_finite("log_alpha", log_alpha)
+    V.number("target_entropy", target_entropy)
     return -(log_alpha.reshape(()) * (logp.detach() + target_entropy)).mean()
 
 
@@ -395,6 +402,7 @@ def train_sac(config: SACConfig | None = None, callback: Callable | None = None,
                 q1, q2 = qf(b.obs, b.actions)
                 q_loss = sac_critic_loss(q1, q2, b.rewards, b.terminated, next_q1, next_q2, next_logp,
                                          cfg.gamma, alpha)
+                V.check_finite_loss(q_loss, step, "SAC critic loss")
                 q_opt.zero_grad()
                 q_loss.backward()
                 q_opt.step()
@@ -404,6 +412,7 @@ def train_sac(config: SACConfig | None = None, callback: Callable | None = None,
                     pi_a, logp, _ = actor.sample(b.obs)
                     q1_pi, q2_pi = qf(b.obs, pi_a)
                     actor_loss = sac_actor_loss(logp, q1_pi, q2_pi, alpha)
+                    V.check_finite_loss(actor_loss, step, "SAC actor loss")
                     actor_opt.zero_grad()
                     actor_loss.backward()
                     actor_opt.step()
