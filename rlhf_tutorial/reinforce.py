@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as V
 from .rl import (
     CategoricalPolicy,
     categorical_log_prob_entropy,
@@ -119,7 +120,7 @@ class Episode:
 
 
 def collect_episodes(policy, envs: gym.vector.VectorEnv, episodes_per_env: int = 1,
-                     seed: int | None = None) -> list[Episode]:
+                     seed: int | None = None, max_steps: int = 100_000) -> list[Episode]:
     """Run ``policy`` until every env of ``envs`` has finished ``episodes_per_env`` episodes.
 
     Notebook 02. ``policy.act(obs)`` samples a batch of actions (e.g. :class:`~rlhf_tutorial.rl.
@@ -130,10 +131,13 @@ def collect_episodes(policy, envs: gym.vector.VectorEnv, episodes_per_env: int =
     finish" instead would over-represent short episodes, a biased sample.) Gymnasium's
     ``NEXT_STEP`` auto-reset is handled as in :class:`~rlhf_tutorial.rl.RolloutCollector`: the
     step after an episode ends only resets that env, its action is ignored and it is not
-    recorded. Episodes are returned env by env, in the order they finished.
+    recorded. Episodes are returned env by env, in the order they finished. ``max_steps`` caps the
+    vector steps: an env whose episodes never end (no time limit) raises ``RuntimeError`` instead
+    of hanging.
     """
-    if isinstance(episodes_per_env, bool) or not isinstance(episodes_per_env, int) or episodes_per_env < 1:
-        raise ValueError(f"episodes_per_env must be a positive int, got {episodes_per_env!r}")
+    V.integer("episodes_per_env", episodes_per_env, low=1)
+    V.integer("max_steps", max_steps, low=1)
+    V.seed("seed", seed)
     mode = envs.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
     if mode != gym.vector.AutoresetMode.NEXT_STEP:
         raise ValueError(f"collect_episodes expects autoreset_mode NEXT_STEP (Gymnasium's default), got {mode}")
@@ -144,7 +148,9 @@ def collect_episodes(policy, envs: gym.vector.VectorEnv, episodes_per_env: int =
     prev_done = np.zeros(n, dtype=bool)    # True: this step is an auto-reset step
     current = [([], [], []) for _ in range(n)]  # the running episode of each env
     episodes: list[list[Episode]] = [[] for _ in range(n)]
-    while (finished < episodes_per_env).any():
+    for _ in range(max_steps):
+        if not (finished < episodes_per_env).any():
+            break
         actions = np.asarray(policy.act(obs))
         next_obs, rewards, term, trunc, _ = envs.step(actions)
         record = ~prev_done & (finished < episodes_per_env)
@@ -160,6 +166,10 @@ def collect_episodes(policy, envs: gym.vector.VectorEnv, episodes_per_env: int =
                 finished[i] += 1
         prev_done = np.asarray(term) | np.asarray(trunc)
         obs = next_obs
+    else:
+        if (finished < episodes_per_env).any():
+            raise RuntimeError(f"collect_episodes: episodes did not end within max_steps={max_steps} vector steps; "
+                               "wrap the env in a TimeLimit (gymnasium.wrappers.TimeLimit) or raise max_steps")
     return [ep for per_env in episodes for ep in per_env]
 
 
@@ -214,6 +224,9 @@ class ReinforceConfig:
     target_return: float | None = 475.0  # stop early once the evaluation mean reaches it (None: never)
     torch_threads: int = 1  # CPU threads for torch (tiny nets: 1 is fastest and deterministic)
 
+    def __post_init__(self):
+        self.validate()
+
     def validate(self) -> ReinforceConfig:
         """Raise ``ValueError``/``TypeError`` naming the first bad setting; return ``self``."""
         if self.baseline not in BASELINES:
@@ -240,8 +253,9 @@ class ReinforceConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
-        if self.target_return is not None and not isinstance(self.target_return, (int, float)):
-            raise TypeError(f"target_return must be a number or None, got {type(self.target_return).__name__}")
+        if self.target_return is not None:
+            V.number("target_return", self.target_return)
+        V.boolean("normalize_advantages", self.normalize_advantages)
         if not all(isinstance(h, int) and h >= 1 for h in self.hidden):
             raise ValueError(f"hidden must be a tuple of positive ints, got {self.hidden!r}")
         return self
@@ -324,6 +338,7 @@ def _train(config: ReinforceConfig, envs, obs_dim: int, n_actions: int, progress
         logp, entropy = categorical_log_prob_entropy(policy(obs), actions)
         pg_loss = reinforce_loss(logp, returns, b, normalize=config.normalize_advantages)
         loss = pg_loss - config.ent_coef * entropy.mean()
+        V.check_finite_loss(loss, update, "REINFORCE loss (policy gradient - entropy bonus)")
         optimizer.zero_grad()
         loss.backward()
         if config.max_grad_norm > 0:
