@@ -78,12 +78,12 @@ def number(name: str, value, low: float | None = None, high: float | None = None
 
 def positive(name: str, value) -> float:
     """A finite number ``> 0`` (learning rates, grad-norm clips, temperatures, clip coefficients)."""
-    return number(name, value, 0.0, low_open=True)
+    return number(name, value, 0, low_open=True)
 
 
 def probability(name: str, value, *, low_open: bool = False, high_open: bool = False) -> float:
     """A number in ``[0, 1]`` (γ, GAE λ, fractions); ``low_open``/``high_open`` exclude 0 or 1."""
-    return number(name, value, 0.0, 1.0, low_open=low_open, high_open=high_open)
+    return number(name, value, 0, 1, low_open=low_open, high_open=high_open)
 
 
 def one_of(name: str, value, options):
@@ -177,7 +177,7 @@ def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
     """Cheap check of a tensor already built: one ``torch.isfinite(x).all()``; ``ValueError`` if not."""
     if isinstance(x, torch.Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
         n_bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} must be finite, got {n_bad} NaN/inf value(s) of {x.numel()}")
+        raise ValueError(f"{name} contains NaN or inf ({n_bad} of {x.numel()} values); expected finite numbers")
     return x
 
 

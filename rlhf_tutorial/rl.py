@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as V
+
 __all__ = [
     "check_probability",
     "discounted_returns",
@@ -28,6 +30,7 @@ __all__ = [
     "make_env",
     "make_vec_env",
     "require_discrete",
+    "require_vector_obs",
     "Rollout",
     "RolloutCollector",
     "evaluate_policy",
@@ -37,19 +40,15 @@ __all__ = [
 # --------------------------------------------------------------------------- validation helpers
 def check_probability(name: str, value: float) -> float:
     """Raise ``ValueError`` unless ``value`` is a number in [0, 1] (used for γ, λ, ε, ...) (notebook 01)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__} ({value!r})")
-    if not (0.0 <= float(value) <= 1.0):
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return float(value)
+    return V.probability(name, value)
 
 
 def _as_float_tensor(name: str, x) -> torch.Tensor:
-    t = torch.as_tensor(x, dtype=torch.float32)
-    if t.ndim == 0:
-        raise ValueError(f"{name} must be a 1-D (time) or 2-D (time, env) array, got a scalar")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf")
+    t = V.finite_tensor(name, x)
+    if t.ndim not in (1, 2):
+        raise ValueError(f"{name} must be a 1-D (time) or 2-D (time, env) array, got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one time step, got shape {tuple(t.shape)}")
     return t
 
 
@@ -146,8 +145,10 @@ def layer_init(layer: nn.Linear, std: float = 2**0.5, bias: float = 0.0) -> nn.L
 
 def mlp(in_dim: int, out_dim: int, hidden=(64, 64), out_std: float = 1.0, activation=nn.Tanh) -> nn.Sequential:
     """A small MLP with orthogonal init; ``out_std`` is the gain of the last layer (notebook 02)."""
-    if in_dim < 1 or out_dim < 1:
-        raise ValueError(f"in_dim and out_dim must be >= 1, got {in_dim} and {out_dim}")
+    V.integer("in_dim", in_dim, low=1)
+    V.integer("out_dim", out_dim, low=1)
+    for h in hidden:
+        V.integer("hidden", h, low=1)
     layers: list[nn.Module] = []
     last = in_dim
     for h in hidden:
@@ -246,12 +247,25 @@ def make_vec_env(env_id: str, num_envs: int, **kwargs) -> gym.vector.VectorEnv:
     :class:`RolloutCollector` masks those reset steps out.
     """
     _check_env_id(env_id)
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-        raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+    V.integer("num_envs", num_envs, low=1)
     spec = gym.registry[env_id]
     if spec.vector_entry_point is not None:
         return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", **kwargs)
+
+
+def require_vector_obs(space: gym.Space, where: str) -> int:
+    """Return the size of a 1-D ``Box`` observation space, else raise ``TypeError`` (notebook 03).
+
+    The MLP policies of this package read a vector of numbers; a ``Discrete`` observation (a grid
+    cell index) must be one-hot encoded first, or solved with :mod:`rlhf_tutorial.tabular`.
+    """
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        raise TypeError(
+            f"{where} needs a 1-D Box observation space (a vector of numbers), got {type(space).__name__} {space}; "
+            "for a Discrete observation one-hot encode it or use rlhf_tutorial.tabular"
+        )
+    return int(space.shape[0])
 
 
 def require_discrete(space: gym.Space, where: str) -> int:
@@ -302,6 +316,7 @@ class RolloutCollector:
         if mode != gym.vector.AutoresetMode.NEXT_STEP:
             raise ValueError(f"RolloutCollector expects autoreset_mode NEXT_STEP (Gymnasium's default), got {mode}")
         require_discrete(envs.single_action_space, "RolloutCollector")
+        require_vector_obs(envs.single_observation_space, "RolloutCollector")
         self.envs = envs
         self.num_envs = envs.num_envs
         obs, _ = envs.reset(seed=seed)
@@ -313,8 +328,7 @@ class RolloutCollector:
         self.global_step = 0
 
     def collect(self, agent: ActorCritic, num_steps: int) -> Rollout:
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        V.integer("num_steps", num_steps, low=1)
         T, N = num_steps, self.num_envs
         obs_buf = torch.zeros((T, N) + self.obs.shape[1:])
         act_buf = torch.zeros((T, N), dtype=torch.long)
@@ -362,6 +376,7 @@ def evaluate_policy(
     seed: int = 10_000,
     env_kwargs: dict | None = None,
     max_steps: int = 100_000,
+    envs: gym.vector.VectorEnv | None = None,
 ) -> np.ndarray:
     """Undiscounted return of ``n_episodes`` episodes, run in parallel in a vector env.
 
@@ -369,10 +384,18 @@ def evaluate_policy(
     ``lambda o: agent.act(o, deterministic=True)``). The vector env is reset with ``seed``, so two
     evaluations of the same deterministic policy give the same numbers. An env without a time
     limit is stopped after ``max_steps`` steps (raising ``RuntimeError``) instead of looping forever.
+    ``envs`` (notebook 06): a ready vector env of ``n_episodes`` copies to evaluate in instead of
+    ``make_vec_env(env_id)``, e.g. the wrapped env a trainer trains in; the TRUE return is summed
+    from ``info["true_reward"]`` when the env reports it (a learned-reward wrapper does). It is closed after.
     """
-    if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes < 1:
-        raise ValueError(f"n_episodes must be a positive int, got {n_episodes!r}")
-    envs = make_vec_env(env_id, n_episodes, **(env_kwargs or {}))
+    V.integer("n_episodes", n_episodes, low=1)
+    V.integer("max_steps", max_steps, low=1)
+    V.callable_("act", act)
+    true_key = envs is not None
+    if envs is None:
+        envs = make_vec_env(env_id, n_episodes, **(env_kwargs or {}))
+    elif getattr(envs, "num_envs", None) != n_episodes:
+        raise ValueError(f"envs must be a vector env of n_episodes={n_episodes} copies, got {envs!r}")
     obs, _ = envs.reset(seed=seed)
     returns = np.zeros(n_episodes)
     finished = np.zeros(n_episodes, dtype=bool)
@@ -383,7 +406,9 @@ def evaluate_policy(
             raise RuntimeError(f"evaluate_policy: episodes of {env_id} did not end within max_steps={max_steps}; "
                                "wrap the env in a TimeLimit or raise max_steps")
         steps += 1
-        obs, reward, term, trunc, _ = envs.step(np.asarray(act(obs)))
+        obs, reward, term, trunc, info = envs.step(np.asarray(act(obs)))
+        if true_key:
+            reward = info.get("true_reward", reward)
         returns[~finished] += np.asarray(reward)[~finished]
         finished |= np.asarray(term) | np.asarray(trunc)
     envs.close()
