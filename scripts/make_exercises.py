@@ -19,7 +19,13 @@ and the student notebook gets, in the same place::
         # YOUR CODE HERE
         raise NotImplementedError
 
-    _ = checks.check_bradley_terry_loss(bt_loss)
+
+    bt_loss = checks.use(bt_loss, checks.check_bradley_terry_loss)
+
+``checks.use`` prints a banner ("using the reference solution: your function bt_loss() is not
+written yet") and returns the checker's reference while the stub is unwritten, so the notebook
+runs top to bottom; once written, the checker runs on its hidden cases and the learner's function
+is used.
 
 Rules of the transformation (every notebook in notebooks/ is picked up, new ones included):
 
@@ -29,14 +35,20 @@ Rules of the transformation (every notebook in notebooks/ is picked up, new ones
   lines are whole top-level ``def``s, each function keeps its signature and docstring and only its
   body becomes the stub, so the check call below still finds the function;
 - in a cell with markers, "one possible solution" in the first comment line reads "your solution";
-- a line ``assert check_xxx(...)`` or ``assert checks.check_xxx(...)`` becomes ``_ = ...``: the
-  checker prints its friendly report (which hidden case failed and a hint) instead of a traceback;
+- in a cell with markers, ``assert [checks.]check_xxx(fn, **options)`` on a stubbed function ``fn``
+  of that cell is removed and ``fn = checks.use(fn, checks.check_xxx, **options)`` is put right after
+  ``fn``'s definition (so the uses of ``fn`` further down the cell get the fallback too); other
+  ``assert check_xxx(...)`` lines of the cell become ``_ = ...`` (a report, not a traceback);
+- a stub without a checker needs ``fn = checks.use(fn, reference=...)`` after its definition in
+  the solution notebook (silent there, the fallback in the student notebook); without it a warning
+  names the cell, because the student notebook would stop where ``fn`` is used;
 - in markdown cells, the lines between ``<!-- BEGIN SOLUTION -->`` and ``<!-- END SOLUTION -->``
   become *Your answer here.*
 
 A notebook without markers is copied with its outputs cleared. Markers that do not pair up are an
 error that names the notebook and the cell. The table of student notebooks in README.md (between
-``<!-- exercises-table -->`` and ``<!-- /exercises-table -->``) is rewritten too.
+``<!-- exercises-table -->`` and ``<!-- /exercises-table -->``) is rewritten too, and so is the quiz
+answer key ``docs/instructor/quiz_key.md`` (from the ``QUIZ`` lists in ``rlhf_tutorial/checks/``).
 """
 
 from __future__ import annotations
@@ -123,9 +135,73 @@ def _stub_code(source: str, where: str) -> str:
         region = lines[i + 1:j]
         out += _stub_defs(region, indent) or [indent + s for s in STUB]
         i = j + 1
-    out = [ASSERT_CHECK.sub(lambda m: f"{m.group(1)}_ = {m.group(2)}" + (f"  {m.group(3)}" if m.group(3) else ""), x)
-           for x in out]
     return "\n".join(out)
+
+
+def _is_stub_def(node) -> bool:
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]
+    return (len(body) == 1 and isinstance(body[0], ast.Raise) and isinstance(body[0].exc, ast.Name)
+            and body[0].exc.id == "NotImplementedError")
+
+
+def _checker_call(node, stubs: set[str]):
+    """``(function name, checker expression, keyword text)`` when ``node`` is ``assert [checks.]check_x(fn, ...)``."""
+    if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Call)):
+        return None
+    call = node.test
+    func = ast.unparse(call.func)
+    if not re.fullmatch(r"(?:[A-Za-z_][\w.]*\.)?check_\w+", func) or not call.args:
+        return None
+    if not (isinstance(call.args[0], ast.Name) and call.args[0].id in stubs):
+        return None
+    kws = "".join(f", {ast.unparse(k)}" for k in call.keywords if k.arg not in (None, "verbose"))
+    return call.args[0].id, func, kws
+
+
+IMPORTS_CHECKS = re.compile(r"^\s*(from\s+rlhf_tutorial\s+import\s+.*\bchecks\b|import\s+rlhf_tutorial\.checks\s+as\s+checks\b)",
+                            re.M)
+
+
+def _fallbacks(source: str, checks_imported: bool, where: str) -> str:
+    """Route each stubbed function through ``checks.use``: right after its ``def``, its checker runs on it
+    (or, while it is a stub, the reference replaces it with a banner); the ``assert`` on it goes away."""
+    lines = source.split("\n")
+    try:
+        tree = ast.parse("\n".join("" if x.lstrip().startswith(("%", "!")) else x for x in lines))
+    except SyntaxError:
+        return source
+    stubs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and _is_stub_def(n)}
+    if not stubs:
+        return source
+    checked, drop = {}, set()
+    for node in tree.body:
+        found = _checker_call(node, set(stubs))
+        if found and found[0] not in checked:
+            checked[found[0]] = found
+            drop.update(range(node.lineno - 1, node.end_lineno))
+    inserts: dict[int, list[str]] = {}
+    for name, node in stubs.items():
+        if name in checked:
+            _, func, kws = checked[name]
+            use = ["", "", f"{name} = checks.use({name}, {func}{kws})"]
+            before = "\n".join(lines[:node.end_lineno])
+            if not (checks_imported or IMPORTS_CHECKS.search(before)):
+                use.insert(2, "from rlhf_tutorial import checks")
+            inserts[node.end_lineno - 1] = use
+        elif not re.search(rf"^{name}\s*=\s*(?:[\w.]*\.)?use\(\s*{name}\b", source, re.M):
+            print(f"warning: {where}: the stub {name}() has no checker (assert checks.check_...({name})) and no "
+                  f"'{name} = checks.use({name}, reference=...)': the student notebook stops where it is used",
+                  file=sys.stderr)
+    out = []
+    for k, line in enumerate(lines):
+        if k not in drop:
+            out.append(line)
+        if k in inserts:
+            out += inserts[k]
+    return "\n".join(out).rstrip()
 
 
 def _stub_markdown(source: str, where: str) -> str:
@@ -158,12 +234,19 @@ def has_solution(cell) -> bool:
 def student_version(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     """The student notebook for solution notebook ``nb`` (file name ``name``)."""
     out = copy.deepcopy(nb)
+    checks_imported = False
     for k, cell in enumerate(out.cells):
         where = f"notebooks/{name}, cell {k}"
         if cell.cell_type == "code":
             if has_solution(cell):  # "# Exercise 1: one possible solution, ..." -> "your solution"
                 cell.source = re.sub(r"\A(#[^\n]*?)\bone possible solution\b", r"\1your solution", cell.source)
-            cell.source = _stub_code(cell.source, where)
+                cell.source = _fallbacks(_stub_code(cell.source, where), checks_imported, where)
+                cell.source = "\n".join(
+                    ASSERT_CHECK.sub(lambda m: f"{m.group(1)}_ = {m.group(2)}" + (f"  {m.group(3)}" if m.group(3) else ""), x)
+                    for x in cell.source.split("\n"))
+            else:
+                cell.source = _stub_code(cell.source, where)  # only checks for stray END markers
+            checks_imported = checks_imported or bool(IMPORTS_CHECKS.search(cell.source))
             cell.outputs = []
             cell.execution_count = None
             cell.metadata.pop("execution", None)
@@ -171,9 +254,10 @@ def student_version(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNo
             cell.source = _stub_markdown(cell.source, where)
     note = nbformat.v4.new_markdown_cell(
         f"> **Student version** of [`notebooks/{name}`](../notebooks/{name}), generated by "
-        "`scripts/make_exercises.py`: exercise solutions are replaced by `# YOUR CODE HERE` and each "
-        "check cell tells you which hidden case your code fails and why. Edit the solution notebook, "
-        "not this file, and regenerate.")
+        "`scripts/make_exercises.py`: exercise solutions are replaced by `# YOUR CODE HERE`. Until you "
+        "write one, a banner says the notebook uses the reference solution, so every cell still runs; "
+        "once you write it, its check tells you which hidden case your code fails and why. Edit the "
+        "solution notebook, not this file, and regenerate.")
     note["id"] = NOTE_ID
     at = 1 if out.cells and out.cells[0].cell_type == "markdown" else 0
     out.cells.insert(at, note)
@@ -221,7 +305,19 @@ def expected_files() -> dict[Path, str]:
     readme = readme_text([p.name for p in files])
     if readme is not None:
         files[README] = readme
+    files[QUIZ_KEY] = quiz_key_text()
     return files
+
+
+QUIZ_KEY = ROOT / "docs" / "instructor" / "quiz_key.md"
+
+
+def quiz_key_text() -> str:
+    """The instructor's quiz answer key, from the ``QUIZ`` lists of ``rlhf_tutorial/checks/nbNN.py``."""
+    sys.path.insert(0, str(ROOT))
+    from rlhf_tutorial import checks
+
+    return checks.answer_key_markdown()
 
 
 def main(argv=None) -> int:
@@ -247,6 +343,7 @@ def main(argv=None) -> int:
         print(f"exercises/ is up to date ({n} notebooks)")
         return 0
     EXERCISES.mkdir(exist_ok=True)
+    QUIZ_KEY.parent.mkdir(parents=True, exist_ok=True)
     for p, text in files.items():
         if not p.exists() or p.read_text(encoding="utf-8") != text:
             p.write_text(text, encoding="utf-8")

@@ -38,7 +38,8 @@ import make_exercises  # noqa: E402
 NOTEBOOKS = sorted((ROOT / "notebooks").glob(make_exercises.PATTERN))
 CHECK_CALL = re.compile(r"\b(check_\w+)\s*\(")
 CHECKERS = sorted(name for name, obj in vars(checks).items()
-                  if name.startswith("check_") and callable(obj) and getattr(obj, "__module__", "") == checks.__name__)
+                  if name.startswith("check_") and callable(obj)
+                  and getattr(obj, "__module__", "").startswith(checks.__name__ + "."))
 
 
 def _check_cells(nb) -> list[int]:
@@ -125,7 +126,7 @@ def _check_statements(src: str) -> list[ast.stmt]:
             keep.append(node)
         elif isinstance(node, ast.Assign) and _is_literal(node.value):
             keep.append(node)
-        elif any(n in CHECKERS for n in CHECK_CALL.findall(ast.unparse(node))):
+        elif any(n in CHECKERS for n in CHECK_CALL.findall(ast.unparse(node))) or "checks.use(" in ast.unparse(node):
             keep.append(node)
     return keep
 
@@ -176,11 +177,19 @@ def test_checkers_pass_on_solution_and_fail_on_stub(path, k, monkeypatch):
     except Exception as exc:  # the student would see a traceback instead of the checker's report
         pytest.fail(f"{path.name} cell {k}: the student version raises {type(exc).__name__}: {exc}. Put the "
                     "solution markers inside the function body so the stub still defines the function.")
-    assert set(results) == called
-    for name, res in results.items():
-        assert not any(res), f"{path.name} cell {k}: {name} passes on the stub"
-    assert "❌" in out and "NotImplementedError" in out, out
-    assert "Traceback" not in out, out
+    # the student version does not run the checker on the stub: it shows the banner and goes on
+    # with the reference, which passes the checker; the checker itself fails on the stub
+    assert "checks.use(" in stub_cell.source, stub_cell.source
+    assert checks.BANNER.split("{")[0] in out, out
+    assert "❌" not in out and "Traceback" not in out, out
+    for name in called:
+        checker = getattr(checks, name)
+        assert not checker(_stub, verbose=False), f"{name} passes on a stub"
+        assert checker(checker.reference, verbose=False), f"{name} fails on its own reference"
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError
 
 
 # --------------------------------------------------------------------------- the course as one book

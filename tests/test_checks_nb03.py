@@ -1,0 +1,123 @@
+"""Notebook 03's exercise checkers: pass on correct functions, fail with the right hint on typical mistakes."""
+
+import numpy as np  # noqa: F401
+import pytest
+import torch  # noqa: F401
+import torch.nn.functional as F  # noqa: F401
+
+from rlhf_tutorial import checks
+from rlhf_tutorial.ppo import ppo_policy_loss, ppo_value_loss
+from rlhf_tutorial.rl import compute_gae
+from rlhf_tutorial.sac import soft_q_target
+
+
+def gae_numpy(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """The notebook-03 inline version (NumPy, returns (advantages, targets))."""
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    last = np.zeros_like(rewards[0], dtype=np.float64)
+    for t in reversed(range(len(rewards))):
+        delta = rewards[t] + gamma * (1 - terminated[t]) * next_values[t] - values[t]
+        last = delta + gamma * lam * (1 - terminated[t]) * (1 - truncated[t]) * last
+        adv[t] = last
+    return adv, adv + values
+
+
+def _gae_bootstrap_through_termination(r, v, nv, term, trunc, gamma, lam):
+    return compute_gae(r, v, nv, np.zeros_like(term), trunc, gamma, lam)
+
+
+def _gae_truncation_as_death(r, v, nv, term, trunc, gamma, lam):
+    return compute_gae(r, v, nv, np.clip(term + trunc, 0, 1), trunc, gamma, lam)
+
+
+def _gae_values_shifted(r, v, nv, term, trunc, gamma, lam):
+    nv = np.concatenate([v[1:], nv[-1:]], axis=0)
+    return compute_gae(r, v, nv, term, trunc, gamma, lam)
+
+
+def _ppo_max(new, old, adv, clip):
+    ratio = (new - old).exp()
+    return -torch.max(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
+
+
+def _value_min(new, old, ret, clip):
+    if clip is None:
+        return 0.5 * ((new - ret) ** 2).mean()
+    v_clipped = old + torch.clamp(new - old, -clip, clip)
+    return 0.5 * torch.min((new - ret) ** 2, (v_clipped - ret) ** 2).mean()
+
+
+CORRECT = [
+    (checks.check_gae, compute_gae),
+    (checks.check_gae, gae_numpy),
+    (checks.check_gae, lambda *a: compute_gae(*a)[0]),  # advantages only, a torch tensor
+    (checks.check_ppo_clip_loss, ppo_policy_loss),  # returns (loss, stats)
+    (checks.check_value_loss, ppo_value_loss),
+    (checks.check_soft_q_target, soft_q_target),
+]
+WRONG = [
+    (checks.check_gae, _gae_bootstrap_through_termination, "bootstraps through the termination"),
+    (checks.check_gae, _gae_truncation_as_death, "treats the truncation as a termination"),
+    (checks.check_gae, _gae_values_shifted, "use next_values[t]"),
+    (checks.check_gae, lambda *a: compute_gae(*a)[1], "value targets"),
+    (checks.check_ppo_clip_loss, _ppo_max, "not max"),
+    (checks.check_ppo_clip_loss, lambda n, o, a, c: -ppo_policy_loss(n, o, a, c)[0], "minus"),
+    (checks.check_ppo_clip_loss, lambda n, o, a, c: ppo_policy_loss(n, o, a, c)[0].item(), "without a gradient"),
+    (checks.check_value_loss, lambda n, o, r, c: ((n - r) ** 2).mean(), "factor ½"),
+    (checks.check_value_loss, _value_min, "not the min"),
+    (checks.check_soft_q_target, lambda r, t, q1, q2, lp, g, a: r + g * (1 - t) * (torch.max(q1, q2) - a * lp),
+     "not the max"),
+    (checks.check_soft_q_target, lambda r, t, q1, q2, lp, g, a: r + g * (1 - t) * (torch.min(q1, q2) + a * lp),
+     "−α·log π"),
+    (checks.check_soft_q_target, lambda r, t, q1, q2, lp, g, a: r + g * (torch.min(q1, q2) - a * lp),
+     "(1 − terminated)"),
+]
+
+
+def test_gae_backend_torch(capsys):
+    assert checks.check_gae(compute_gae, backend="torch")
+    capsys.readouterr()
+
+
+def test_learner_code_that_mutates_its_inputs_does_not_break_the_check(capsys):
+    def mutating(r, v, nv, term, trunc, gamma, lam):
+        adv = gae_numpy(r, v, nv, term, trunc, gamma, lam)[0]
+        r *= 0
+        v *= 0
+        return adv
+
+    assert checks.check_gae(mutating)
+    capsys.readouterr()
+
+
+def test_gae_reference_matches_the_input_type():
+    r = np.ones(3)
+    adv, ret = checks.gae_reference(r, np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3), 0.9, 0.9)
+    assert isinstance(adv, np.ndarray) and adv.dtype == np.float64
+    adv_t, _ = checks.gae_reference(*(torch.tensor(x) for x in (r, r * 0, r * 0, r * 0, r * 0)), 0.9, 0.9)
+    assert isinstance(adv_t, torch.Tensor)
+
+
+@pytest.mark.parametrize("checker, fn", CORRECT)
+def test_checker_passes_on_correct_function(checker, fn, capsys):
+    result = checker(fn)
+    out = capsys.readouterr().out
+    assert result and result.passed and not result.failures, str(result)
+    assert "✅" in out
+
+
+@pytest.mark.parametrize("checker, fn, hint", WRONG)
+def test_checker_fails_on_typical_mistake_with_hint(checker, fn, hint, capsys):
+    result = checker(fn)
+    out = capsys.readouterr().out
+    assert not result and result.failures
+    assert "❌" in out and "Hint" in out and "Traceback" not in out
+    assert hint in out, out
+
+
+def test_every_checker_of_the_notebook_has_two_wrong_versions():
+    counts = {}
+    for checker, _, _ in WRONG:
+        counts[checker.__name__] = counts.get(checker.__name__, 0) + 1
+    mine = {n for n in checks.nb03.__all__ if n.startswith("check_")}
+    assert set(counts) == mine and min(counts.values()) >= 2, counts
