@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as V
 from .text import _check_tokenizer, fuse_gelu  # fuse_gelu is re-exported here
 from .utils import progress_bar
 
@@ -46,6 +47,7 @@ __all__ = [
     "LMPPOConfig", "LMRollout", "ValueHead", "AdaptiveKLController", "disable_dropout", "fuse_gelu", "left_pad",
     "position_ids_from_mask", "rollout", "sequence_logprobs", "score_rollout", "per_token_kl",
     "compute_rewards", "token_gae", "masked_mean", "masked_whiten", "lm_ppo_loss", "train_lm_ppo", "config_dict",
+    "frozen_reference",
 ]
 
 
@@ -82,9 +84,16 @@ class LMPPOConfig:
     adam_eps: float = 1e-5  # Adam ε
     max_grad_norm: float = 1.0  # global gradient-norm clip
     torch_threads: int | None = None  # None: leave torch's thread count alone
+    fused_gelu: bool = True  # swap GPT-2's Python gelu_new for torch's fused tanh-GELU (text.fuse_gelu): the same
+    #   function to ~1e-6, faster; TRL users get the same kernel with activation_function="gelu_pytorch_tanh"
+
+    def __post_init__(self):
+        self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field (notebook 09)."""
+        if not isinstance(self.fused_gelu, bool):
+            raise TypeError(f"fused_gelu must be True or False, got {self.fused_gelu!r}")
         for name in ("num_iterations", "batch_size", "response_length", "num_ppo_epochs", "num_minibatches",
                      "kl_horizon"):
             v = getattr(self, name)
@@ -268,6 +277,7 @@ def rollout(policy: nn.Module, tokenizer, prompts: list[str], max_new_tokens: in
     prompts = _check_prompts(prompts)
     device = next(policy.parameters()).device
     q_ids, q_mask = left_pad(tokenizer, prompts, device)
+    _check_context(policy, int(q_mask.sum(1).max()), max_new_tokens)
     if generator is None:
         generator = torch.Generator(device=device)
         generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,))))
@@ -309,6 +319,15 @@ def rollout(policy: nn.Module, tokenizer, prompts: list[str], max_new_tokens: in
             toks = toks[:-1]
         completions.append(tokenizer.decode(toks, skip_special_tokens=True))
     return LMRollout(prompts, completions, q_ids, q_mask, resp, r_mask, logps, has_eos, float(temperature))
+
+
+def _check_context(model: nn.Module, prompt_len: int, max_new_tokens: int) -> None:
+    """The longest prompt plus ``max_new_tokens`` must fit the model's context (positions beyond it do not exist)."""
+    cfg = getattr(model, "config", None)
+    n_ctx = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if isinstance(n_ctx, int) and prompt_len + max_new_tokens > n_ctx:
+        raise ValueError(f"the longest prompt ({prompt_len} tokens) + max_new_tokens ({max_new_tokens}) must be <= the "
+                         f"model's context length ({n_ctx} positions); shorten the prompts or lower max_new_tokens")
 
 
 def _cache_kwarg(model: nn.Module) -> str:
@@ -465,6 +484,8 @@ def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, response_ma
     if logprobs.shape != ref_logprobs.shape or logprobs.shape != response_mask.shape:
         raise ValueError(f"logprobs, ref_logprobs and response_mask must have the same shape [B, R], got "
                          f"{tuple(logprobs.shape)}, {tuple(ref_logprobs.shape)}, {tuple(response_mask.shape)}")
+    V.check_finite("logprobs", logprobs)
+    V.check_finite("ref_logprobs", ref_logprobs)
     return (logprobs - ref_logprobs) * response_mask.to(logprobs.dtype)
 
 
@@ -483,6 +504,7 @@ def compute_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: 
     B = logprobs.shape[0]
     if scores.dim() != 1 or scores.shape[0] != B:
         raise ValueError(f"scores must have shape ({B},) (one per response), got {tuple(scores.shape)}")
+    V.check_finite("scores", scores)
     lengths = response_mask.long().sum(1)
     if (lengths == 0).any():
         raise ValueError("every response needs at least one real token (a row of response_mask is all 0)")
@@ -505,6 +527,10 @@ def token_gae(rewards: torch.Tensor, values: torch.Tensor, response_mask: torch.
     if rewards.shape != values.shape or rewards.shape != response_mask.shape or rewards.dim() != 2:
         raise ValueError(f"rewards, values and response_mask must all be [B, R], got {tuple(rewards.shape)}, "
                          f"{tuple(values.shape)}, {tuple(response_mask.shape)}")
+    V.probability("gamma", gamma)
+    V.probability("lam", lam)
+    V.check_finite("rewards", rewards)
+    V.check_finite("values", values)
     m = response_mask.to(rewards.dtype)
     v = values * m
     R = rewards.shape[1]
@@ -535,6 +561,12 @@ def lm_ppo_loss(new_logp, old_logp, advantages, new_values, old_values, returns,
                                                  response_mask=response_mask).items()}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"all inputs must have the same shape [B, R], got {shapes}")
+    for name, x in (("new_logp", new_logp), ("old_logp", old_logp), ("advantages", advantages),
+                    ("new_values", new_values), ("returns", returns)):
+        V.check_finite(name, x)
+    V.positive("clip_coef", clip_coef)
+    V.positive("clip_value", clip_value)
+    V.number("vf_coef", vf_coef, 0)
     log_ratio = new_logp - old_logp
     ratio = torch.exp(log_ratio)
     pg = torch.max(-advantages * ratio, -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef))
@@ -567,17 +599,34 @@ class AdaptiveKLController:
 
     def __init__(self, init_kl_coef: float, target: float, horizon: int):
         _check_beta(init_kl_coef)
-        if target <= 0 or horizon < 1:
-            raise ValueError(f"target must be > 0 and horizon >= 1, got {target}, {horizon}")
+        V.positive("target", target)
+        V.integer("horizon", horizon, low=1)
         self.value, self.target, self.horizon = float(init_kl_coef), float(target), int(horizon)
 
     def update(self, current_kl: float, n_steps: int) -> float:
+        current_kl = V.number("current_kl", current_kl)
+        V.integer("n_steps", n_steps, low=1)
         err = float(np.clip(current_kl / self.target - 1.0, -0.2, 0.2))
         self.value *= 1.0 + err * n_steps / self.horizon
         return self.value
 
 
 # --------------------------------------------------------------------------- training loop
+def frozen_reference(policy: nn.Module, ref: nn.Module | None = None, fused_gelu: bool = True,
+                     name: str = "ref_policy") -> nn.Module:
+    """The frozen reference π_ref: ``ref`` or a copy of ``policy``, dropout off, eval mode, no gradients (notebooks 09–10).
+
+    Shared by the PPO, DPO and GRPO/RLOO trainers. ``ref is policy`` raises ``ValueError`` (the
+    reference must not move with the policy). ``fused_gelu`` applies :func:`fuse_gelu`.
+    """
+    if ref is policy:
+        raise ValueError(f"{name} is the policy itself: the reference must be a frozen copy "
+                         f"(leave {name}=None to copy the policy before training)")
+    ref = copy.deepcopy(policy) if ref is None else ref
+    disable_dropout(ref).eval().requires_grad_(False)
+    return fuse_gelu(ref) if fused_gelu else ref
+
+
 def _policy_forward(policy, value_head, critic, input_ids, attention_mask, P, temperature, entropy=False):
     """Log-probs, entropy (or None) and values of the response tokens in one (shared trunk) or two forward passes."""
     if critic is None:
@@ -589,29 +638,7 @@ def _policy_forward(policy, value_head, critic, input_ids, attention_mask, P, te
     return logp, ent, _critic_values(critic, input_ids, attention_mask, P)
 
 
-def train_lm_ppo(policy: nn.Module, tokenizer, reward, prompts: list[str], config: LMPPOConfig | None = None,
-                 ref_policy: nn.Module | None = None, critic: nn.Module | None = None,
-                 callback: Callable[[int, dict, LMRollout], bool | None] | None = None, progress: bool = True):
-    r"""Train ``policy`` with PPO on ``reward`` over ``prompts``; return ``(history, value_model)`` (notebook 09).
-
-    ``policy``: a transformers causal LM, trained in place (dropout disabled, kept in eval mode;
-    :func:`fuse_gelu` applied to every model).
-    ``reward``: an ``nn.Module`` reward model or ``reward_fn(prompts, completions) -> [n]``
-    (:func:`score_rollout`). ``ref_policy``: the frozen reference; by default a copy of
-    ``policy`` taken before training. ``critic``: ``None`` for a zero-initialised :class:`ValueHead`
-    on the policy's trunk, or a sequence-classification model (e.g. ``copy.deepcopy(reward_model)``)
-    trained as a separate value network. Each iteration samples ``config.batch_size`` prompts.
-
-    ``history`` is a list of dicts, one per iteration, with TRL's metric names:
-    ``objective/kl`` (mean over sequences of the summed per-token KL), ``objective/entropy``,
-    ``objective/non_score_reward``, ``objective/rlhf_reward`` (score − β·KL),
-    ``objective/scores`` (after the missing-EOS penalty), ``objective/scores_raw``,
-    ``policy/approxkl_avg``, ``policy/clipfrac_avg``, ``loss/policy_avg``, ``loss/value_avg``,
-    ``val/clipfrac_avg``, ``val/ratio``, ``val/ratio_first`` and ``val/ratio_first_max_dev`` (the
-    ratio on the first minibatch of the iteration: 1 up to float error), ``val/eos_frac``,
-    ``val/mean_length``, ``kl_coef``, ``time/iteration``. ``callback(iteration, stats, rollout)``
-    runs after each iteration; returning ``True`` stops training.
-    """
+def _check_train_args(policy, tokenizer, reward, prompts, config) -> tuple[LMPPOConfig, list[str]]:
     cfg = config or LMPPOConfig()
     if not isinstance(cfg, LMPPOConfig):
         raise TypeError(f"config must be an LMPPOConfig, got {type(cfg).__name__}")
@@ -621,24 +648,140 @@ def train_lm_ppo(policy: nn.Module, tokenizer, reward, prompts: list[str], confi
     if not (isinstance(reward, nn.Module) or callable(reward)):
         raise TypeError(f"reward must be an nn.Module or a callable reward_fn(prompts, completions), got "
                         f"{type(reward).__name__}")
-    if ref_policy is policy:
-        raise ValueError("ref_policy is the policy itself: the reference must be a frozen copy "
-                         "(leave ref_policy=None to copy the policy before training)")
+    return cfg, prompts
+
+
+def _setup_models(policy, reward, ref_policy, critic, cfg: LMPPOConfig):
+    """Dropout off and eval mode everywhere, the frozen reference, the critic; returns ``(ref_policy, value_model)``."""
+    ref_policy = frozen_reference(policy, ref_policy, cfg.fused_gelu)
+    disable_dropout(policy).eval()
+    if cfg.fused_gelu:
+        fuse_gelu(policy)
+    if isinstance(reward, nn.Module):
+        disable_dropout(reward).eval().requires_grad_(False)
+        if cfg.fused_gelu:
+            fuse_gelu(reward)
+    if critic is None:
+        hidden = policy.config.hidden_size if hasattr(policy, "config") else policy.get_input_embeddings().embedding_dim
+        return ref_policy, ValueHead(hidden).to(next(policy.parameters()).device)
+    _score_head(critic)
+    disable_dropout(critic).eval().requires_grad_(True)  # a separate critic is trained, even if passed frozen
+    return ref_policy, (fuse_gelu(critic) if cfg.fused_gelu else critic)
+
+
+def _sample_step(policy, tokenizer, prompts, cfg: LMPPOConfig, rng, gen) -> LMRollout:
+    """1) roll out a batch of ``batch_size`` prompts drawn from ``prompts`` with the current policy."""
+    idx = rng.choice(len(prompts), size=cfg.batch_size, replace=len(prompts) < cfg.batch_size)
+    return rollout(policy, tokenizer, [prompts[i] for i in idx], cfg.response_length, cfg.temperature, gen)
+
+
+@torch.no_grad()
+def _score_step(policy, value_model, critic, ref_policy, reward, ro: LMRollout, cfg: LMPPOConfig) -> dict:
+    """2) old log-probs and values (one forward pass after sampling), reference log-probs, scores."""
+    ids, am, P = ro.input_ids, ro.attention_mask, ro.query_ids.shape[1]
+    t_score = cfg.temperature if cfg.score_temperature is None else cfg.score_temperature
+    old_logp, ent, old_values = _policy_forward(policy, value_model if critic is None else None, critic,
+                                                ids, am, P, t_score, entropy=True)
+    if t_score != cfg.temperature:  # the bug, on purpose: old log-probs as the sampler saw them
+        old_logp = ro.logprobs.to(old_logp)
+    raw_scores = score_rollout(reward, ro).to(old_logp.device)
+    scores = raw_scores.clone()
+    if cfg.missing_eos_penalty is not None:
+        scores[~ro.has_eos] -= cfg.missing_eos_penalty
+    return dict(ids=ids, am=am, P=P, m=ro.response_mask.float(), t_score=t_score, old_logp=old_logp, ent=ent,
+                old_values=old_values, ref_logp=sequence_logprobs(ref_policy, ids, am, P, t_score),
+                raw_scores=raw_scores, scores=scores)
+
+
+@torch.no_grad()
+def _advantage_step(b: dict, beta: float, cfg: LMPPOConfig) -> None:
+    """3) KL-shaped per-token rewards, 4) GAE over tokens and whitening; added to the batch ``b``."""
+    m = b["m"]
+    b["rewards"], b["kl"], b["non_score"] = compute_rewards(b["scores"], b["old_logp"] * m, b["ref_logp"] * m, m, beta)
+    b["adv"], b["returns"] = token_gae(b["rewards"], b["old_values"] * m, m, cfg.gamma, cfg.lam)
+    if cfg.whiten_advantages:
+        b["adv"] = masked_whiten(b["adv"], m)
+
+
+def _update_step(policy, value_model, critic, optimizer, params, b: dict, cfg: LMPPOConfig, gen) -> tuple[dict, dict]:
+    """5) ``num_ppo_epochs`` × ``num_minibatches`` clipped updates; returns (mean stats, first minibatch's stats)."""
+    B = b["ids"].shape[0]
+    mb = B // cfg.num_minibatches
+    sums: dict = {}
+    n_mb, first = 0, None
+    for _ in range(cfg.num_ppo_epochs):
+        perm = torch.randperm(B, generator=gen, device=b["ids"].device)
+        for s in range(0, mb * cfg.num_minibatches, mb):
+            j = perm[s:s + mb]
+            logp, _, values = _policy_forward(policy, value_model if critic is None else None, critic,
+                                              b["ids"][j], b["am"][j], b["P"], b["t_score"])
+            loss, st = lm_ppo_loss(logp, b["old_logp"][j], b["adv"][j], values, b["old_values"][j], b["returns"][j],
+                                   b["m"][j], cfg.clip_coef, cfg.clip_value, cfg.vf_coef)
+            V.check_finite_loss(loss, n_mb, "LM PPO loss (policy + value)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            first = first or st
+            for k, v in st.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n_mb += 1
+    return {k: v / n_mb for k, v in sums.items() if k != "val/ratio_max_dev"}, first
+
+
+def _iteration_stats(it: int, b: dict, ro: LMRollout, upd: dict, first: dict, beta: float, seconds: float) -> dict:
+    m, seq_kl = b["m"], b["kl"].sum(1)
+    return {**upd,
+            "iteration": it,
+            "objective/kl": float(seq_kl.mean()),
+            "objective/entropy": float((b["ent"] * m).sum(1).mean()),
+            "objective/non_score_reward": float(b["non_score"].sum(1).mean()),
+            "objective/rlhf_reward": float((b["scores"] - beta * seq_kl).mean()),
+            "objective/scores": float(b["scores"].mean()),
+            "objective/scores_raw": float(b["raw_scores"].mean()),
+            "val/ratio_first": first["val/ratio"],
+            "val/ratio_first_max_dev": first["val/ratio_max_dev"],
+            "val/eos_frac": float(ro.has_eos.float().mean()),
+            "val/mean_length": float(m.sum(1).mean()),
+            "kl_coef": float(beta),
+            "time/iteration": seconds}
+
+
+def train_lm_ppo(policy: nn.Module, tokenizer, reward, prompts: list[str], config: LMPPOConfig | None = None,
+                 ref_policy: nn.Module | None = None, critic: nn.Module | None = None,
+                 callback: Callable[[int, dict, LMRollout], bool | None] | None = None,
+                 progress: bool = True) -> tuple[nn.Module, dict[str, list]]:
+    r"""Train ``policy`` with PPO on ``reward`` over ``prompts``; return ``(policy, history)`` (notebook 09).
+
+    Each iteration is four named steps, the seed's §3.3.3 loop: :func:`_sample_step` (roll out
+    ``config.batch_size`` prompts), :func:`_score_step` (old log-probs and values, reference
+    log-probs, scores), :func:`_advantage_step` (KL-shaped rewards, GAE, whitening) and
+    :func:`_update_step` (epochs × minibatches of clipped updates).
+
+    ``policy``: a transformers causal LM, trained in place (dropout disabled, kept in eval mode).
+    ``reward``: an ``nn.Module`` reward model or ``reward_fn(prompts, completions) -> [n]``
+    (:func:`score_rollout`). ``ref_policy``: the frozen reference (:func:`frozen_reference`; by
+    default a copy of ``policy`` taken before training). ``critic``: ``None`` for a zero-initialised
+    :class:`ValueHead` on the policy's trunk, or a sequence-classification model (e.g.
+    ``copy.deepcopy(reward_model)``) trained as a separate value network. ``config.fused_gelu``
+    (default ``True``) swaps GPT-2's ``gelu_new`` for the fused tanh-GELU in every model
+    (:func:`fuse_gelu`: the same function, faster).
+
+    ``history`` is a dict of lists, one entry per iteration, with TRL's metric names:
+    ``objective/kl`` (mean over sequences of the summed per-token KL), ``objective/entropy``,
+    ``objective/non_score_reward``, ``objective/rlhf_reward`` (score − β·KL),
+    ``objective/scores`` (after the missing-EOS penalty), ``objective/scores_raw``,
+    ``policy/approxkl_avg``, ``policy/clipfrac_avg``, ``loss/policy_avg``, ``loss/value_avg``,
+    ``val/clipfrac_avg``, ``val/ratio``, ``val/ratio_first`` and ``val/ratio_first_max_dev`` (the
+    ratio on the first minibatch of the iteration: 1 up to float error), ``val/eos_frac``,
+    ``val/mean_length``, ``kl_coef``, ``time/iteration``, ``iteration``.
+    ``callback(iteration, stats, rollout)`` runs after each iteration; returning ``True`` stops training.
+    """
+    cfg, prompts = _check_train_args(policy, tokenizer, reward, prompts, config)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
+    ref_policy, value_model = _setup_models(policy, reward, ref_policy, critic, cfg)
     device = next(policy.parameters()).device
-    fuse_gelu(disable_dropout(policy)).eval()
-    if ref_policy is None:
-        ref_policy = copy.deepcopy(policy)
-    fuse_gelu(disable_dropout(ref_policy)).eval().requires_grad_(False)
-    if isinstance(reward, nn.Module):
-        fuse_gelu(disable_dropout(reward)).eval().requires_grad_(False)
-    if critic is None:
-        value_model = ValueHead(policy.config.hidden_size if hasattr(policy, "config") else
-                                policy.get_input_embeddings().embedding_dim).to(device)
-    else:
-        _score_head(critic)
-        value_model = fuse_gelu(disable_dropout(critic)).eval()
     params = list(policy.parameters()) + [p for p in value_model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.adam_eps)
     kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl else None
@@ -647,79 +790,24 @@ def train_lm_ppo(policy: nn.Module, tokenizer, reward, prompts: list[str], confi
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    history: list[dict] = []
+    history: dict[str, list] = {}
     bar = progress_bar(range(cfg.num_iterations), desc="PPO", disable=not progress)
     for it in bar:
         t0 = time.perf_counter()
-        # 1) roll out a batch of prompts with the current policy
-        idx = rng.choice(len(prompts), size=cfg.batch_size, replace=len(prompts) < cfg.batch_size)
-        ro = rollout(policy, tokenizer, [prompts[i] for i in idx], cfg.response_length, cfg.temperature, gen)
-        ids, am, P, m = ro.input_ids, ro.attention_mask, ro.query_ids.shape[1], ro.response_mask.float()
-        with torch.no_grad():
-            # 2) old log-probs and values (recomputed in one forward pass), reference log-probs, scores
-            t_score = cfg.temperature if cfg.score_temperature is None else cfg.score_temperature
-            old_logp, ent, old_values = _policy_forward(policy, value_model if critic is None else None, critic,
-                                                        ids, am, P, t_score, entropy=True)
-            if t_score != cfg.temperature:  # the bug, on purpose: old log-probs as the sampler saw them
-                old_logp = ro.logprobs.to(old_logp)
-            ref_logp = sequence_logprobs(ref_policy, ids, am, P, t_score)
-            raw_scores = score_rollout(reward, ro).to(device)
-            scores = raw_scores.clone()
-            if cfg.missing_eos_penalty is not None:
-                scores[~ro.has_eos] -= cfg.missing_eos_penalty
-            # 3) KL-shaped per-token rewards, 4) GAE over tokens and whitening
-            rewards, kl, non_score = compute_rewards(scores, old_logp * m, ref_logp * m, m, beta)
-            adv, returns = token_gae(rewards, old_values * m, m, cfg.gamma, cfg.lam)
-            if cfg.whiten_advantages:
-                adv = masked_whiten(adv, m)
-        # 5) several epochs of minibatch updates
-        B = ids.shape[0]
-        mb = B // cfg.num_minibatches
-        sums: dict = {}
-        n_mb = 0
-        first = None
-        for _ in range(cfg.num_ppo_epochs):
-            perm = torch.randperm(B, generator=gen, device=device)
-            for s in range(0, mb * cfg.num_minibatches, mb):
-                j = perm[s:s + mb]
-                logp, _, values = _policy_forward(policy, value_model if critic is None else None, critic,
-                                                  ids[j], am[j], P, t_score)
-                loss, st = lm_ppo_loss(logp, old_logp[j], adv[j], values, old_values[j], returns[j], m[j],
-                                       cfg.clip_coef, cfg.clip_value, cfg.vf_coef)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                if first is None:
-                    first = st
-                for k, v in st.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n_mb += 1
-        stats = {k: v / n_mb for k, v in sums.items() if k != "val/ratio_max_dev"}
-        seq_kl = kl.sum(1)
-        stats.update({
-            "iteration": it,
-            "objective/kl": float(seq_kl.mean()),
-            "objective/entropy": float((ent * m).sum(1).mean()),
-            "objective/non_score_reward": float(non_score.sum(1).mean()),
-            "objective/rlhf_reward": float((scores - beta * seq_kl).mean()),
-            "objective/scores": float(scores.mean()),
-            "objective/scores_raw": float(raw_scores.mean()),
-            "val/ratio_first": first["val/ratio"],
-            "val/ratio_first_max_dev": first["val/ratio_max_dev"],
-            "val/eos_frac": float(ro.has_eos.float().mean()),
-            "val/mean_length": float(m.sum(1).mean()),
-            "kl_coef": float(beta),
-            "time/iteration": time.perf_counter() - t0,
-        })
-        history.append(stats)
+        ro = _sample_step(policy, tokenizer, prompts, cfg, rng, gen)
+        b = _score_step(policy, value_model, critic, ref_policy, reward, ro, cfg)
+        _advantage_step(b, beta, cfg)
+        upd, first = _update_step(policy, value_model, critic, optimizer, params, b, cfg, gen)
+        stats = _iteration_stats(it, b, ro, upd, first, beta, time.perf_counter() - t0)
+        for k, v in stats.items():
+            history.setdefault(k, []).append(v)
         if kl_ctl is not None:
-            beta = kl_ctl.update(stats["objective/kl"], B)
+            beta = kl_ctl.update(stats["objective/kl"], ro.input_ids.shape[0])
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(score=f"{stats['objective/scores']:.2f}", kl=f"{stats['objective/kl']:.2f}")
         if callback is not None and callback(it, stats, ro):
             break
-    return history, value_model
+    return policy, history
 
 
 def config_dict(cfg: LMPPOConfig) -> dict:
