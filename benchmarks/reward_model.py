@@ -47,8 +47,9 @@ def accuracy(model, tok, rows) -> tuple[float, float]:
 def run_ours(sft, tok, rows, cfg: R.RewardConfig, seed: int):
     model = R.build_reward_model(sft, tok, seed=seed)
     start, cpu = time.perf_counter(), time.process_time()
-    R.train_reward_model(model, tok, rows, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
-                         progress=False)
+    train_cfg = cfg.train_config()
+    R.train_reward_model(model, tok, rows, config=R.RewardTrainConfig(epochs=train_cfg.epochs, batch_size=train_cfg.batch_size,
+                                                                      lr=train_cfg.lr, seed=seed), progress=False)
     return model, time.perf_counter() - start, time.process_time() - cpu
 
 

@@ -47,6 +47,7 @@ gap PPO exploits in notebooks 09-10 (overoptimization).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -68,10 +69,10 @@ from .utils import progress_bar
 __all__ = [
     "SUBJECTS", "POSITIVE_WORDS", "NEGATIVE_WORDS", "EOS_TOKEN", "PAD_TOKEN", "TextConfig",
     "make_review", "make_corpus", "make_prompts", "make_sft_pairs", "train_tokenizer",
-    "build_model", "fuse_gelu", "pack_corpus", "pretrain", "sft_batch", "sft_loss", "finetune",
+    "build_model", "fuse_gelu", "position_ids_from_mask", "pack_corpus", "pretrain", "sft_batch", "sft_loss", "finetune",
     "default_cache_dir", "config_hash", "load_or_train_tokenizer", "load_or_train_base",
     "load_or_train_sft", "load_model", "save_model", "generate", "gold_score", "gold_details",
-    "GoldLabeler", "subject_of", "training_log",
+    "GoldLabeler", "subject_of", "training_log", "single_thread",
 ]
 
 EOS_TOKEN = "<|endoftext|>"
@@ -404,16 +405,31 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 512):
 def fuse_gelu(model: nn.Module) -> nn.Module:
     """Replace GPT-2's Python ``gelu_new`` activation by PyTorch's fused tanh-GELU, in place (notebooks 08–10).
 
-    The same function (outputs agree to ~1e-6), 10–20 % faster forward and backward on a CPU.
-    The trainers apply it to the models they train or query (``text_reward.train_reward_model``,
-    ``lm_rlhf.train_lm_ppo``, ``dpo.train_dpo``, ``grpo.train_group_rl``); weights and config are
-    unchanged, so a saved model loads back with ``gelu_new``.
+    The same function up to float rounding, in one fused kernel instead of a chain of Python-level
+    ops (faster forward and backward on a CPU; ``benchmarks/README.md`` measures it). The trainers
+    apply it to the models they train or query when their config's ``fused_gelu`` is True (the
+    default; ``text_reward.RewardTrainConfig``, and the configs of ``lm_rlhf``, ``dpo``, ``grpo``).
+    TRL users get the same kernel with ``activation_function="gelu_pytorch_tanh"``. Weights and
+    config are unchanged, so a saved model loads back with ``gelu_new``.
     """
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if type(child).__name__ == "NewGELUActivation":
                 setattr(module, child_name, nn.GELU(approximate="tanh"))
     return model
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids 0, 1, 2, ... counted over real tokens only; padding gets 0 (notebooks 08-09).
+
+    Without them a left-padded sequence is read at shifted positions, and the same text gets a
+    different reward or log-prob depending on how much padding its batch needed.
+    """
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(f"attention_mask must be a torch tensor [batch, seq_len], got {type(attention_mask).__name__}")
+    if attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must be 2-D [batch, seq_len], got shape {tuple(attention_mask.shape)}")
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _check_tokenizer(tokenizer):
@@ -588,6 +604,21 @@ def finetune(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 20
 # ---------------------------------------------------------------------------------------------
 # Save / load / cache
 # ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def single_thread():
+    """Run the block with one torch thread, then restore the count (notebook 07).
+
+    The cached models are trained and sampled inside it, so a checkpoint is the same whichever
+    notebook trains it first and however many threads that notebook uses.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def default_cache_dir() -> Path:
     """``$RLHF_TUTORIAL_CACHE`` if set, else ``~/.cache/rlhf_tutorial`` (outside git; notebook 07)."""
     env = os.environ.get("RLHF_TUTORIAL_CACHE", "").strip()
@@ -684,8 +715,9 @@ def load_or_train_base(config: TextConfig | None = None, cache_dir=None, progres
         tok = load_or_train_tokenizer(config, cache_dir)
         model = build_model(tok, config.n_positions, config.n_embd, config.n_layer, config.n_head, seed=config.seed)
         blocks = pack_corpus(make_corpus(config.corpus_docs, seed=config.seed), tok, config.n_positions)
-        losses = pretrain(model, blocks, config.pretrain_steps, config.pretrain_batch, config.pretrain_lr,
-                          seed=config.seed, progress=progress)
+        with single_thread():
+            losses = pretrain(model, blocks, config.pretrain_steps, config.pretrain_batch, config.pretrain_lr,
+                              seed=config.seed, progress=progress)
         save_model(model, tok, path, extra={"losses": losses})
     return load_model(path)
 
@@ -702,8 +734,9 @@ def load_or_train_sft(config: TextConfig | None = None, cache_dir=None, progress
     if not path.is_dir():
         model, tok = load_or_train_base(config, cache_dir, progress)
         pairs = make_sft_pairs(config.sft_pairs, seed=config.seed + 100)
-        losses = finetune(model, tok, pairs, config.sft_steps, config.sft_batch, config.sft_lr,
-                          seed=config.seed, progress=progress)
+        with single_thread():
+            losses = finetune(model, tok, pairs, config.sft_steps, config.sft_batch, config.sft_lr,
+                              seed=config.seed, progress=progress)
         save_model(model, tok, path, extra={"losses": losses})
     return load_model(path)
 

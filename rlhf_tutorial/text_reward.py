@@ -23,21 +23,26 @@ r"""A reward model for text: Bradley–Terry on a GPT-2 backbone (notebook 08; u
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from . import _validate as V
 from . import text as T
+from .text import position_ids_from_mask
 from .utils import progress_bar
 
 __all__ = [
-    "RewardConfig", "build_reward_model", "encode", "last_token_index", "position_ids_from_mask",
-    "reward_forward", "bradley_terry_loss", "score_loss", "make_preference_dataset", "check_preference_rows",
+    "RewardConfig", "RewardTrainConfig", "build_reward_model", "encode", "last_token_index", "position_ids_from_mask",
+    "reward_forward", "bradley_terry_loss", "score_loss", "rating_link", "rating_nll", "RatingLink",
+    "check_ratings", "make_preference_dataset", "check_preference_rows",
     "save_jsonl", "load_preference_dataset", "train_reward_model", "normalize_reward_model",
     "reward_scores", "pairwise_accuracy", "load_or_make_preferences", "load_or_train_reward_model",
     "reward_model_path",
@@ -60,6 +65,10 @@ class RewardConfig:
     lr: float = 3e-4
     seed: int = 0
     version: int = 2  # 2: training runs with the fused GELU (text.fuse_gelu)
+
+    def train_config(self) -> "RewardTrainConfig":
+        """The :class:`RewardTrainConfig` of the cached comparisons-only model (epochs, batch, lr, seed)."""
+        return RewardTrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,11 +138,6 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return (positions * m).argmax(-1)
 
 
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids 0, 1, 2, ... counted over real tokens only (padding gets 0), notebook 08."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
 def reward_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Raw scores ``[batch]``: the head ``score`` applied to the hidden state of the last real token (notebook 08)."""
     if input_ids.shape != attention_mask.shape:
@@ -145,27 +149,130 @@ def reward_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor)
     return model.score(last).squeeze(-1)
 
 
-def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    r"""L_compare = mean of −log σ(r̂(chosen) − r̂(rejected)) (notebook 08; the seed's §3.2.2 (2)).
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, labels: torch.Tensor | None = None,
+                       temperature: float | torch.Tensor = 1.0) -> torch.Tensor:
+    r"""L_compare = mean of −log σ((r̂(chosen) − r̂(rejected)) / τ) (notebook 08; the seed's §3.2.2 (2)).
 
     With ``labels`` y (1: first preferred, 0: second, 0.5: equal) it is the cross-entropy
-    −y log σ(Δ) − (1−y) log σ(−Δ); TRL's ``RewardTrainer`` uses the first form.
+    −y log σ(Δ/τ) − (1−y) log σ(−Δ/τ); TRL's ``RewardTrainer`` uses the first form with τ = 1.
+    The Bradley–Terry temperature τ > 0 sets the reward's unit: a comparisons-only model keeps
+    τ = 1 (its scale is not identified otherwise); in a mix it says how sharp the comparisons are
+    on the reward's scale.
     """
     if not isinstance(r_chosen, torch.Tensor) or not isinstance(r_rejected, torch.Tensor):
         raise TypeError("r_chosen and r_rejected must be torch tensors")
     if r_chosen.shape != r_rejected.shape:
         raise ValueError(f"r_chosen {tuple(r_chosen.shape)} and r_rejected {tuple(r_rejected.shape)} differ in shape")
-    delta = r_chosen - r_rejected
+    delta = (r_chosen - r_rejected) / _positive_param("temperature", temperature)
     if labels is None:
         return -F.logsigmoid(delta).mean()
-    return F.binary_cross_entropy_with_logits(delta, labels.to(delta.dtype))
+    labels = labels.to(delta.dtype)
+    if labels.shape != delta.shape:
+        raise ValueError(f"labels {tuple(labels.shape)} must have the shape of r_chosen {tuple(delta.shape)}")
+    if not bool(((labels >= 0) & (labels <= 1)).all()):
+        raise ValueError("labels must be in [0, 1] (1: first preferred, 0: second, 0.5: equal)")
+    return F.binary_cross_entropy_with_logits(delta, labels)
 
 
 def score_loss(r: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
-    """L_score for text = mean (σ(r̂) − y)², ratings y ∈ [0, 1] (notebook 08; notebook 05's L_score with σ to map r̂ to [0, 1])."""
+    """L_score for text = mean (σ(r̂) − y)², ratings y ∈ [0, 1] (notebook 08; notebook 05's L_score with σ to map r̂ to [0, 1]).
+
+    The *fixed* link: it pins r̂ to the rater's scale. :func:`rating_nll` learns the link instead.
+    """
     if r.shape != ratings.shape:
         raise ValueError(f"r {tuple(r.shape)} and ratings {tuple(ratings.shape)} differ in shape")
     return ((torch.sigmoid(r) - ratings.to(r.dtype)) ** 2).mean()
+
+
+def _positive_param(name: str, value):
+    """A float or a tensor of values > 0 and finite (a link scale, a temperature, a noise level)."""
+    if isinstance(value, torch.Tensor):
+        if not bool(torch.isfinite(value).all()) or not bool((value > 0).all()):
+            raise ValueError(f"{name} must be finite and > 0, got {value.detach().flatten()[:4].tolist()}")
+        return value
+    return V.positive(name, value)
+
+
+def rating_link(r: torch.Tensor, scale: float | torch.Tensor = 1.0, offset: float | torch.Tensor = 0.0) -> torch.Tensor:
+    r"""The rater's scale from the reward's: ŷ = σ(a · r̂ + b) with a > 0 (notebook 08).
+
+    Ratings y ∈ [0, 1] are on the rater's scale, not the reward's: only their order and a
+    monotone relation to r̂ are identified. ``scale`` a > 0 keeps the order; a = 1, b = 0 is the
+    fixed link of :func:`score_loss`.
+    """
+    if not isinstance(r, torch.Tensor):
+        raise TypeError(f"r must be a torch tensor, got {type(r).__name__}")
+    a = _positive_param("scale", scale)
+    if not isinstance(offset, torch.Tensor):
+        offset = V.number("offset", offset)
+    return torch.sigmoid(a * r + offset)
+
+
+def rating_nll(r: torch.Tensor, ratings: torch.Tensor, scale: float | torch.Tensor = 1.0,
+               offset: float | torch.Tensor = 0.0, noise: float | torch.Tensor = 0.1) -> torch.Tensor:
+    r"""L_score as a likelihood: mean of (y − σ(a r̂ + b))² / (2 s²) + log s (notebook 08).
+
+    The negative log-likelihood (up to ½ log 2π) of ratings y ~ N(σ(a · r̂ + b), s²): a rater
+    whose scale is linked to the reward by a, b and who rates with noise s. With a, b, s learned
+    with θ, the ratings weigh as much as their noise says (1 / 2s², the homoscedastic weighting of
+    Kendall et al. 2018) and no longer pin r̂ to the rater's scale. With a = 1, b = 0 and s fixed it
+    is :func:`score_loss` / (2 s²) + log s.
+    """
+    y_hat = rating_link(r, scale, offset)
+    if y_hat.shape != ratings.shape:
+        raise ValueError(f"r {tuple(r.shape)} and ratings {tuple(ratings.shape)} differ in shape")
+    s = _positive_param("noise", noise)
+    log_s = torch.log(s) if isinstance(s, torch.Tensor) else math.log(s)
+    return ((ratings.to(y_hat.dtype) - y_hat) ** 2).mean() / (2 * s ** 2) + log_s
+
+
+class RatingLink(nn.Module):
+    """The learned link of one kind of rating: a = softplus(ρ) > 0, offset b, noise s = exp(log s) (notebook 08).
+
+    ``link(r)`` is :func:`rating_link` and ``link.loss(r, y)`` is :func:`rating_nll` with the
+    current parameters; :func:`train_reward_model` learns them with the reward model.
+    """
+
+    def __init__(self, scale: float = 1.0, offset: float = 0.0, noise: float = 0.1):
+        super().__init__()
+        scale, noise, offset = V.positive("scale", scale), V.positive("noise", noise), V.number("offset", offset)
+        self.rho = nn.Parameter(torch.tensor(scale + math.log(-math.expm1(-scale))))  # softplus⁻¹(scale)
+        self.offset = nn.Parameter(torch.tensor(offset))
+        self.log_noise = nn.Parameter(torch.tensor(math.log(noise)))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return F.softplus(self.rho)
+
+    @property
+    def noise(self) -> torch.Tensor:
+        return self.log_noise.exp()
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        return rating_link(r, self.scale, self.offset)
+
+    def loss(self, r: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+        return rating_nll(r, ratings, self.scale, self.offset, self.noise)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale.item():.3f}, offset={self.offset.item():.3f}, noise={self.noise.item():.3f}"
+
+
+def check_ratings(ratings) -> list[tuple[str, str, float]]:
+    """Validate ratings: a non-empty list of ``(prompt, completion, y)`` with str texts and y ∈ [0, 1] (notebook 08)."""
+    if isinstance(ratings, (str, bytes)) or not hasattr(ratings, "__iter__"):
+        raise TypeError(f"ratings must be a list of (prompt, completion, y) tuples, got {type(ratings).__name__}")
+    out = []
+    for i, item in enumerate(ratings):
+        if not isinstance(item, (tuple, list)) or len(item) != 3:
+            raise TypeError(f"ratings[{i}] must be a (prompt, completion, y) tuple, got {item!r}"[:200])
+        p, c, y = item
+        if not isinstance(p, str) or not isinstance(c, str):
+            raise TypeError(f"ratings[{i}]: prompt and completion must be str, got {type(p).__name__}, {type(c).__name__}")
+        out.append((p, c, V.number(f"ratings[{i}] y", y, 0.0, 1.0)))
+    if not out:
+        raise ValueError("ratings is empty; pass None to train on comparisons only")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,55 +349,158 @@ def load_preference_dataset(path):
 # ---------------------------------------------------------------------------------------------
 # Training and evaluation
 # ---------------------------------------------------------------------------------------------
-def train_reward_model(model, tokenizer, rows, epochs: int = 2, batch_size: int = 32, lr: float = 3e-4,
-                       seed: int = 0, ratings=None, lambdas: tuple[float, float] = (1.0, 1.0),
-                       progress: bool = True) -> list[float]:
-    """Fit the reward model on preference rows with the Bradley–Terry loss; returns the loss per step (notebook 08).
+@dataclass(frozen=True)
+class RewardTrainConfig:
+    """Settings of :func:`train_reward_model` (notebook 08), validated on construction.
 
-    ``ratings`` (optional): a list of ``(prompt, completion, y)`` with y ∈ [0, 1]; then each step
-    minimises ``λ1 · L_score + λ2 · L_compare`` on a batch of each (the seed's mixed loss).
-    The model's GELU is swapped in place for the fused one (:func:`text.fuse_gelu`, same function).
+    ``batch_size`` counts *labels* per optimizer step: with ratings, every step takes pairs and
+    ratings in proportion so that both pass once per epoch, and a mix with as many labels as a
+    comparisons-only run takes the same number of steps.
     """
+    epochs: int = 2                       # passes over the labels
+    batch_size: int = 32                  # labels (pairs + ratings) per optimizer step
+    lr: float = 3e-4                      # AdamW learning rate of the reward model, linear decay to 0
+    seed: int = 0                         # shuffling
+    max_grad_norm: float = 1.0            # gradient clipping of the reward model
+    lambdas: tuple[float, float] = (1.0, 1.0)  # (λ1, λ2): weights of L_score and L_compare
+    rating_link: str = "learned"          # "learned": rating_nll with a RatingLink; "fixed": score_loss
+    link_lr: float = 1e-2                 # learning rate of the link's a, b, s (three scalars move faster)
+    link_noise: float = 0.1               # initial rating noise s of the learned link
+    fused_gelu: bool = True               # swap GPT-2's gelu_new for the fused tanh-GELU (text.fuse_gelu)
+
+    def __post_init__(self):
+        V.integer("epochs", self.epochs, low=1)
+        V.integer("batch_size", self.batch_size, low=1)
+        V.positive("lr", self.lr)
+        V.seed("seed", self.seed)
+        V.positive("max_grad_norm", self.max_grad_norm)
+        if not isinstance(self.lambdas, (tuple, list)) or len(self.lambdas) != 2:
+            raise TypeError(f"lambdas must be a pair (λ1, λ2), got {self.lambdas!r}")
+        for i, lam in enumerate(self.lambdas):
+            V.number(f"lambdas[{i}]", lam, low=0.0)
+        V.one_of("rating_link", self.rating_link, ("learned", "fixed"))
+        V.positive("link_lr", self.link_lr)
+        V.positive("link_noise", self.link_noise)
+        V.boolean("fused_gelu", self.fused_gelu)
+
+
+def _batch_plan(n_pairs: int, n_ratings: int, batch_size: int) -> tuple[int, int, int]:
+    """(steps per epoch, pairs per step, ratings per step): both kinds pass once per epoch."""
+    steps = max(1, math.ceil((n_pairs + n_ratings) / batch_size))
+    per_pair = math.ceil(n_pairs / steps) if n_pairs else 0
+    per_rating = math.ceil(n_ratings / steps) if n_ratings else 0
+    steps = max(math.ceil(n_pairs / per_pair) if per_pair else 0, math.ceil(n_ratings / per_rating) if per_rating else 0)
+    return steps, per_pair, per_rating
+
+
+def _epoch_batches(n_pairs: int, n_ratings: int, batch_size: int, generator: torch.Generator):
+    """One epoch: a list of (pair indices, rating indices) per step, from one permutation of each."""
+    steps, per_pair, per_rating = _batch_plan(n_pairs, n_ratings, batch_size)
+    pairs = torch.randperm(n_pairs, generator=generator).tolist() if n_pairs else []
+    rates = torch.randperm(n_ratings, generator=generator).tolist() if n_ratings else []
+    return [(pairs[k * per_pair:(k + 1) * per_pair], rates[k * per_rating:(k + 1) * per_rating]) for k in range(steps)]
+
+
+def _compare_step(model, tokenizer, rows, idx) -> tuple[torch.Tensor, dict]:
+    """L_compare on the pairs ``idx``: chosen and rejected sides in one forward pass."""
+    batch = [rows[i] for i in idx]
+    prompts = [r["prompt"] for r in batch]
+    enc = encode(tokenizer, prompts + prompts, [r["chosen"] for r in batch] + [r["rejected"] for r in batch],
+                 max_length=model.config.n_positions)
+    r = reward_forward(model, enc["input_ids"], enc["attention_mask"])
+    loss = bradley_terry_loss(r[: len(batch)], r[len(batch):])
+    return loss, {"compare_loss": loss.item(), "compare_accuracy": float((r[: len(batch)] > r[len(batch):]).float().mean())}
+
+
+def _rating_step(model, tokenizer, ratings, idx, link: RatingLink | None) -> tuple[torch.Tensor, dict]:
+    """L_score on the ratings ``idx``: the learned link's likelihood, or the fixed link's squared error."""
+    enc = encode(tokenizer, [ratings[i][0] for i in idx], [ratings[i][1] for i in idx], max_length=model.config.n_positions)
+    r = reward_forward(model, enc["input_ids"], enc["attention_mask"])
+    y = torch.tensor([ratings[i][2] for i in idx], dtype=r.dtype)
+    loss = link.loss(r, y) if link is not None else score_loss(r, y)
+    stats = {"score_loss": loss.item()}
+    if link is not None:
+        stats.update(rating_scale=link.scale.item(), rating_offset=link.offset.item(), rating_noise=link.noise.item())
+    return loss, stats
+
+
+def _make_optimizer(model, link: RatingLink | None, config: RewardTrainConfig, total_steps: int):
+    """AdamW (no weight decay) on the model, and on the link's three scalars at ``link_lr``; linear decay to 0."""
+    if link is None:
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    else:
+        opt = torch.optim.AdamW([{"params": list(model.parameters())},
+                                 {"params": list(link.parameters()), "lr": config.link_lr}], lr=config.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / total_steps)
+    return opt, sched
+
+
+def train_reward_model(model, tokenizer, rows, ratings=None, config: RewardTrainConfig | None = None,
+                       callback: Callable[[dict], bool | None] | None = None, progress: bool = True):
+    r"""Fit the reward model on preference rows (and ratings); returns ``(model, history)`` (notebook 08).
+
+    Each step minimises λ2 · L_compare (:func:`bradley_terry_loss`) on a batch of pairs and, when
+    ``ratings`` (a list of ``(prompt, completion, y)``, y ∈ [0, 1]) are given, + λ1 · L_score on a
+    batch of ratings: the seed's mixed loss. With ``config.rating_link == "learned"`` L_score is
+    :func:`rating_nll` through a :class:`RatingLink` learned jointly (its final a, b, s are stored
+    in ``model.config.rating_link``); with ``"fixed"`` it is :func:`score_loss`. ``history`` is a dict of
+    lists, one entry per step (``step``, ``loss``, ``lr``, ``compare_loss``, ``compare_accuracy``,
+    and with ratings ``score_loss`` and the link's ``rating_scale``, ``rating_offset``,
+    ``rating_noise``). ``callback(stats)`` gets each step's stats; returning True stops training.
+    """
+    config = config if config is not None else RewardTrainConfig()
+    if not isinstance(config, RewardTrainConfig):
+        raise TypeError(f"config must be a RewardTrainConfig, got {type(config).__name__}")
+    V.callable_("callback", callback, allow_none=True)
     rows = check_preference_rows(rows)
-    epochs, batch_size = T._check_count("epochs", epochs), T._check_count("batch_size", batch_size)
-    n_ctx = model.config.n_positions
-    T.fuse_gelu(model)
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    steps_per_epoch = (len(rows) + batch_size - 1) // batch_size
-    total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / total)
-    if ratings is not None:
-        ratings = list(ratings)
-        if not ratings:
-            raise ValueError("ratings is empty; pass None to train on comparisons only")
+    ratings = check_ratings(ratings) if ratings is not None else []
+    if config.fused_gelu:
+        T.fuse_gelu(model)
+    link = RatingLink(noise=config.link_noise) if ratings and config.rating_link == "learned" else None
+    steps_per_epoch = _batch_plan(len(rows), len(ratings), config.batch_size)[0]
+    opt, sched = _make_optimizer(model, link, config, config.epochs * steps_per_epoch)
+    g = torch.Generator().manual_seed(config.seed)
+    history: dict[str, list] = {}
     model.train()
-    losses = []
-    bar = progress_bar(total=total, desc="reward model", disable=not progress)
-    for _ in range(epochs):
-        perm = torch.randperm(len(rows), generator=g).tolist()
-        for s in range(0, len(rows), batch_size):
-            batch = [rows[i] for i in perm[s:s + batch_size]]
-            prompts = [r["prompt"] for r in batch]
-            enc = encode(tokenizer, prompts + prompts, [r["chosen"] for r in batch] + [r["rejected"] for r in batch],
-                         max_length=n_ctx)
-            r = reward_forward(model, enc["input_ids"], enc["attention_mask"])
-            loss = lambdas[1] * bradley_terry_loss(r[: len(batch)], r[len(batch):])
-            if ratings is not None:
-                idx = torch.randint(len(ratings), (len(batch),), generator=g).tolist()
-                e2 = encode(tokenizer, [ratings[i][0] for i in idx], [ratings[i][1] for i in idx], max_length=n_ctx)
-                y = torch.tensor([float(ratings[i][2]) for i in idx])
-                loss = loss + lambdas[0] * score_loss(reward_forward(model, e2["input_ids"], e2["attention_mask"]), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+    bar = progress_bar(total=config.epochs * steps_per_epoch, desc="reward model", disable=not progress)
+    stop = False
+    for _ in range(config.epochs):
+        for pair_idx, rate_idx in _epoch_batches(len(rows), len(ratings), config.batch_size, g):
+            step = len(history.get("loss", ()))
+            stats = {"step": step, **_train_step(model, tokenizer, rows, ratings, pair_idx, rate_idx, link, opt, sched,
+                                                 config, step)}
+            for k, v in stats.items():
+                history.setdefault(k, []).append(v)
             bar.update(1)
+            if callback is not None and callback(stats):
+                stop = True
+                break
+        if stop:
+            break
     bar.close()
     model.eval()
-    return losses
+    if link is not None:  # the learned link, kept with the model (JSON in its config)
+        model.config.rating_link = {"scale": link.scale.item(), "offset": link.offset.item(), "noise": link.noise.item()}
+    return model, history
+
+
+def _train_step(model, tokenizer, rows, ratings, pair_idx, rate_idx, link, opt, sched, config, step: int) -> dict:
+    """One update on a batch of pairs and a batch of ratings (either may be empty); returns its stats."""
+    loss, stats = 0.0, {"lr": sched.get_last_lr()[0]}
+    if pair_idx:
+        l_cmp, s_cmp = _compare_step(model, tokenizer, rows, pair_idx)
+        loss, stats = config.lambdas[1] * l_cmp, {**stats, **s_cmp}
+    if rate_idx:
+        l_score, s_score = _rating_step(model, tokenizer, ratings, rate_idx, link)
+        loss, stats = loss + config.lambdas[0] * l_score, {**stats, **s_score}
+    V.check_finite_loss(loss, step, "reward-model loss")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    opt.step()
+    sched.step()
+    stats["loss"] = loss.item()
+    return stats
 
 
 @torch.no_grad()
@@ -371,14 +581,19 @@ def load_or_make_preferences(config: RewardConfig | None = None, cache_dir=None,
     paths = {s: root / f"{s}.jsonl" for s in ("train", "test")}
     if not all(p.is_file() for p in paths.values()):
         sft, tok = T.load_or_train_sft(config.text, cache_dir, progress)
-        for split, n, seed in (("train", config.n_train_pairs, config.seed), ("test", config.n_test_pairs, config.seed + 1000)):
-            labeler = T.GoldLabeler(epsilon=config.epsilon, beta=config.beta, seed=seed)
-            rows = make_preference_dataset(sft, tok, n, split=split, labeler=labeler, seed=seed,
-                                           max_new_tokens=config.max_new_tokens, temperature=config.temperature)
-            save_jsonl(rows, paths[split])
+        with T.single_thread():
+            _make_and_save_preferences(sft, tok, config, paths)
     out = {s: load_preference_dataset(p).to_list() for s, p in paths.items()}
     out.update({f"{s}_path": p for s, p in paths.items()})
     return out
+
+
+def _make_and_save_preferences(sft, tok, config: RewardConfig, paths: dict) -> None:
+    for split, n, seed in (("train", config.n_train_pairs, config.seed), ("test", config.n_test_pairs, config.seed + 1000)):
+        labeler = T.GoldLabeler(epsilon=config.epsilon, beta=config.beta, seed=seed)
+        rows = make_preference_dataset(sft, tok, n, split=split, labeler=labeler, seed=seed,
+                                       max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+        save_jsonl(rows, paths[split])
 
 
 def reward_model_path(config: RewardConfig | None = None, cache_dir=None) -> Path:
@@ -401,11 +616,11 @@ def load_or_train_reward_model(config: RewardConfig | None = None, cache_dir=Non
         data = load_or_make_preferences(config, cache_dir, progress)
         sft, tok = T.load_or_train_sft(config.text, cache_dir, progress)
         rm = build_reward_model(sft, tok, seed=config.seed)
-        losses = train_reward_model(rm, tok, data["train"], epochs=config.epochs, batch_size=config.batch_size,
-                                    lr=config.lr, seed=config.seed, progress=progress)
-        prompts = T.make_prompts(config.n_norm_samples, "train", seed=config.seed + 2000)
-        samples = T.generate(sft, tok, prompts, max_new_tokens=config.max_new_tokens,
-                             temperature=config.temperature, seed=config.seed + 2000)
-        normalize_reward_model(rm, tok, prompts, samples)
-        T.save_model(rm, tok, path, extra={"losses": losses})
+        with T.single_thread():  # the same checkpoint whatever thread count the caller uses
+            _, history = train_reward_model(rm, tok, data["train"], config=config.train_config(), progress=progress)
+            prompts = T.make_prompts(config.n_norm_samples, "train", seed=config.seed + 2000)
+            samples = T.generate(sft, tok, prompts, max_new_tokens=config.max_new_tokens,
+                                 temperature=config.temperature, seed=config.seed + 2000)
+            normalize_reward_model(rm, tok, prompts, samples)
+        T.save_model(rm, tok, path, extra={"losses": history["loss"]})
     return T.load_model(path, model_class=GPT2ForSequenceClassification)

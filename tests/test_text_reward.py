@@ -135,7 +135,10 @@ def test_training_lowers_the_loss_and_normalization_gives_mean0_std1(rm):
     before = R.bradley_terry_loss(*R.reward_scores(model, tok, [r["prompt"] for r in rows] * 2,
                                                    [r["chosen"] for r in rows] + [r["rejected"] for r in rows],
                                                    normalize=False).view(2, -1))
-    losses = R.train_reward_model(model, tok, rows, epochs=3, batch_size=16, lr=3e-3, progress=False)
+    _, history = R.train_reward_model(model, tok, rows, config=R.RewardTrainConfig(epochs=3, batch_size=16, lr=3e-3),
+                                      progress=False)
+    losses = history["loss"]
+    assert len(losses) == 6 and history["step"] == list(range(6))
     assert losses[-1] < float(before) and losses[-1] < 0.3
     prompts = T.make_prompts(20, seed=1)
     comps = [" great.", " awful.", " good. The cheese was nice.", " poor."] * 5
@@ -150,7 +153,7 @@ def test_training_lowers_the_loss_and_normalization_gives_mean0_std1(rm):
 def test_trained_model_uses_the_fused_gelu_and_reloads_with_the_same_scores(rm, tmp_path):
     model, tok = rm
     rows = [{"prompt": p, "chosen": " great.", "rejected": " awful."} for p in T.make_prompts(8, seed=0)]
-    R.train_reward_model(model, tok, rows, epochs=1, batch_size=8, progress=False)
+    R.train_reward_model(model, tok, rows, config=R.RewardTrainConfig(epochs=1, batch_size=8), progress=False)
     assert not any(type(m).__name__ == "NewGELUActivation" for m in model.modules())
     prompts, comps = T.make_prompts(6, seed=3), [" great.", " poor. Avoid it."] * 3
     T.save_model(model, tok, tmp_path / "rm")
@@ -179,3 +182,108 @@ def test_check_last_token_index(capsys):
     assert checks.check_last_token_index(R.last_token_index, verbose=False)
     assert not checks.check_last_token_index(lambda m: m.sum(-1) - 1)
     assert "only for right padding" in capsys.readouterr().out
+
+
+def test_bradley_terry_temperature_divides_the_difference():
+    rc, rr = torch.tensor([2.0, 0.0, -1.0]), torch.tensor([0.0, 0.5, 1.0])
+    torch.testing.assert_close(R.bradley_terry_loss(rc, rr, temperature=2.0), R.bradley_terry_loss(rc / 2, rr / 2))
+    torch.testing.assert_close(R.bradley_terry_loss(rc, rr, torch.ones(3), temperature=torch.tensor(0.5)),
+                               R.bradley_terry_loss(2 * rc, 2 * rr))
+    for bad in (0.0, -1.0, float("nan"), torch.tensor(-0.1)):
+        with pytest.raises(ValueError, match="temperature"):
+            R.bradley_terry_loss(rc, rr, temperature=bad)
+    with pytest.raises(ValueError, match="labels"):
+        R.bradley_terry_loss(rc, rr, torch.tensor([1.0, -1.0, 0.0]))
+
+
+def test_rating_link_and_its_likelihood_by_hand():
+    r, y = torch.tensor([-1.0, 0.0, 2.0]), torch.tensor([0.2, 0.5, 0.9])
+    torch.testing.assert_close(R.rating_link(r, 2.0, -0.5), torch.sigmoid(2.0 * r - 0.5))
+    s = 0.2
+    expected = ((y - torch.sigmoid(2.0 * r - 0.5)) ** 2).mean() / (2 * s * s) + torch.log(torch.tensor(s))
+    torch.testing.assert_close(R.rating_nll(r, y, 2.0, -0.5, s), expected)
+    # a = 1, b = 0, s fixed: the fixed link's squared error, rescaled
+    torch.testing.assert_close(R.rating_nll(r, y, 1.0, 0.0, s), R.score_loss(r, y) / (2 * s * s) + torch.log(torch.tensor(s)))
+    link = R.RatingLink(scale=2.0, offset=-0.5, noise=s)
+    torch.testing.assert_close(link.scale, torch.tensor(2.0))
+    torch.testing.assert_close(link.noise, torch.tensor(s))
+    torch.testing.assert_close(link.loss(r, y), expected)
+    link.loss(r, y).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in link.parameters())
+    for bad in (0.0, -2.0, float("inf")):
+        with pytest.raises(ValueError, match="scale"):
+            R.rating_link(r, bad)
+        with pytest.raises(ValueError, match="scale"):
+            R.RatingLink(scale=bad)
+    with pytest.raises(ValueError, match="noise"):
+        R.rating_nll(r, y, noise=0.0)
+    with pytest.raises(ValueError, match="shape"):
+        R.rating_nll(r, y[:2])
+
+
+def test_check_ratings_rejects_bad_ratings():
+    assert R.check_ratings([("The pizza was", " great.", 1)]) == [("The pizza was", " great.", 1.0)]
+    with pytest.raises(ValueError, match=r"y must be"):
+        R.check_ratings([("The pizza was", " great.", 2.0)])
+    with pytest.raises(ValueError, match=r"y must be|finite|nan"):
+        R.check_ratings([("The pizza was", " great.", float("nan"))])
+    with pytest.raises(TypeError, match="tuple"):
+        R.check_ratings([("The pizza was", 0.5)])
+    with pytest.raises(TypeError, match="str"):
+        R.check_ratings([("The pizza was", 3, 0.5)])
+    with pytest.raises(ValueError, match="empty"):
+        R.check_ratings([])
+
+
+def test_batch_plan_gives_a_mix_the_steps_of_comparisons_only():
+    assert R._batch_plan(2000, 0, 32) == (63, 32, 0)
+    assert R._batch_plan(1000, 1000, 32) == (63, 16, 16)
+    steps, per_pair, per_rating = R._batch_plan(100, 1900, 32)
+    assert steps <= 63 and per_pair * steps >= 100 and per_rating * steps >= 1900 and per_pair + per_rating <= 33
+    assert R._batch_plan(1, 1, 1) == (1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    batches = R._epoch_batches(10, 7, 4, g)
+    assert sorted(i for p, _ in batches for i in p) == list(range(10))
+    assert sorted(i for _, q in batches for i in q) == list(range(7))
+
+
+def test_mixed_training_learns_the_link_and_records_a_history(rm):
+    model, tok = rm
+    prompts = T.make_prompts(16, seed=0)
+    rows = [{"prompt": p, "chosen": " great. I loved it.", "rejected": " awful. Avoid it."} for p in prompts]
+    ratings = [(p, c, y) for p in prompts for c, y in ((" great. I loved it.", 0.9), (" awful. Avoid it.", 0.1))]
+    seen = []
+    cfg = R.RewardTrainConfig(epochs=2, batch_size=12, lr=3e-3)
+    _, history = R.train_reward_model(model, tok, rows, ratings=ratings, config=cfg, callback=seen.append, progress=False)
+    steps = 2 * R._batch_plan(16, 32, 12)[0]
+    for key in ("step", "loss", "lr", "compare_loss", "score_loss", "rating_scale", "rating_offset", "rating_noise"):
+        assert len(history[key]) == steps, key
+    assert len(seen) == steps and seen[-1]["step"] == steps - 1
+    assert set(model.config.rating_link) == {"scale", "offset", "noise"} and model.config.rating_link["scale"] > 0
+    assert history["rating_noise"][-1] != pytest.approx(cfg.link_noise)   # the link moved
+    # a callback that returns True stops training
+    _, short = R.train_reward_model(model, tok, rows, ratings=ratings, config=cfg, callback=lambda st: st["step"] >= 1,
+                                    progress=False)
+    assert len(short["loss"]) == 2
+
+
+def test_reward_train_config_rejects_bad_values():
+    for kwargs, err in [({"lr": -1e-3}, ValueError), ({"lr": float("nan")}, ValueError), ({"epochs": 0}, ValueError),
+                        ({"batch_size": 2.5}, TypeError), ({"max_grad_norm": -1.0}, ValueError),
+                        ({"lambdas": (1.0, -1.0)}, ValueError), ({"lambdas": (float("nan"), 1.0)}, ValueError),
+                        ({"lambdas": 1.0}, TypeError), ({"rating_link": "affine"}, ValueError),
+                        ({"fused_gelu": 1}, TypeError), ({"link_noise": 0.0}, ValueError)]:
+        with pytest.raises(err, match=next(iter(kwargs)).split("_")[0]):
+            R.RewardTrainConfig(**kwargs)
+
+
+def test_fused_gelu_is_a_switch(sft):
+    model, tok = sft
+    rows = [{"prompt": p, "chosen": " great.", "rejected": " awful."} for p in T.make_prompts(4, seed=0)]
+    rm_plain = R.build_reward_model(model, tok, seed=0)
+    R.train_reward_model(rm_plain, tok, rows, config=R.RewardTrainConfig(epochs=1, fused_gelu=False), progress=False)
+    assert any(type(m).__name__ == "NewGELUActivation" for m in rm_plain.modules())
+    with pytest.raises(TypeError, match="config"):
+        R.train_reward_model(rm_plain, tok, rows, config={"epochs": 1})
+    with pytest.raises(ValueError, match="rating"):
+        R.train_reward_model(rm_plain, tok, rows, ratings=[("The pizza was", " great.", 1.5)], progress=False)
