@@ -20,16 +20,17 @@ and the metric names are TRL's (``rewards/chosen``, ``rewards/rejected``, ``rewa
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lm_rlhf import sequence_logprobs
+from . import _validate as V
+from .lm_rlhf import frozen_reference, sequence_logprobs
 from .text import fuse_gelu
 from .utils import progress_bar
 
@@ -51,6 +52,7 @@ def _check_same_shape(**tensors):
     for k, v in tensors.items():
         if v.dim() != 1:
             raise ValueError(f"{k} must be 1-D (one summed log-probability per pair), got shape {tuple(v.shape)}")
+        V.check_finite(k, v)
     if len(set(shapes.values())) != 1:
         raise ValueError(f"mismatched batch sizes: {shapes}; expected one value per pair in each")
     first = next(iter(tensors.values()))
@@ -75,6 +77,7 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     _check_same_shape(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
                       ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
     _check_beta(beta)
+    V.number("label_smoothing", label_smoothing)
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
     h = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
@@ -187,7 +190,7 @@ def _pair_logprobs(model, batch, idx=None):
 class DPOConfig:
     """Every knob of :func:`train_dpo`, named as in ``trl.DPOConfig`` (notebook 10)."""
 
-    beta: float = 0.1  # DPO temperature: larger keeps π_φ closer to π_ref
+    beta: float = 0.1  # β, the KL coefficient of the objective DPO solves: larger keeps π_φ closer to π_ref
     learning_rate: float = 5e-5  # AdamW step size (TRL default 1e-6 is for billion-parameter models)
     per_device_train_batch_size: int = 16  # pairs per gradient step
     num_train_epochs: int = 1  # passes over the pairs
@@ -195,25 +198,32 @@ class DPOConfig:
     label_smoothing: float = 0.0  # conservative DPO ε
     max_grad_norm: float = 1.0  # gradient clipping
     seed: int = 0  # shuffling order
+    fused_gelu: bool = True  # torch's fused tanh-GELU instead of GPT-2's gelu_new (text.fuse_gelu; same function,
+    #   faster); in TRL: activation_function="gelu_pytorch_tanh" in the model config
 
     def __post_init__(self):
+        if not isinstance(self.fused_gelu, bool):
+            raise TypeError(f"fused_gelu must be True or False, got {self.fused_gelu!r}")
         _check_beta(self.beta)
         for k in ("per_device_train_batch_size", "num_train_epochs", "max_length"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{k} must be a positive int, got {v!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+            V.integer(k, getattr(self, k), low=1)
+        V.positive("learning_rate", self.learning_rate)
+        V.positive("max_grad_norm", self.max_grad_norm)
+        V.number("label_smoothing", self.label_smoothing, 0, 0.5, high_open=True)
+        V.integer("seed", self.seed, low=0)
 
 
 def train_dpo(policy: nn.Module, tokenizer, rows, config: DPOConfig | None = None, ref_model: nn.Module | None = None,
-              progress: bool = True) -> dict[str, list[float]]:
-    """Train ``policy`` in place with DPO on TRL-format preference rows (notebook 10).
+              progress: bool = True, callback: Callable[[int, dict, None], bool | None] | None = None,
+              ) -> tuple[nn.Module, dict[str, list[float]]]:
+    """Train ``policy`` in place with DPO on TRL-format preference rows; return ``(policy, history)`` (notebook 10).
 
-    The reference is ``ref_model`` or a frozen copy of ``policy`` taken before training; its
-    log-probabilities are computed once up front (TRL's ``precompute_ref_log_probs``). Dropout is
-    switched off. Returns a history of ``loss`` and the :func:`dpo_metrics` per step, plus
-    ``pairs_per_second``.
+    The reference is ``ref_model`` or a frozen copy of ``policy`` taken before training
+    (:func:`~rlhf_tutorial.lm_rlhf.frozen_reference`); its log-probabilities are computed once up
+    front (TRL's ``precompute_ref_log_probs``). Dropout is switched off. ``history`` is a dict of
+    lists: ``loss`` and the :func:`dpo_metrics` per step, plus ``pairs_per_second`` (one value).
+    ``callback(step, stats, None)`` runs after each step (the same contract as ``train_lm_ppo``);
+    returning ``True`` stops training.
     """
     config = config or DPOConfig()
     if not isinstance(config, DPOConfig):
@@ -222,12 +232,9 @@ def train_dpo(policy: nn.Module, tokenizer, rows, config: DPOConfig | None = Non
     batch = {k: v.to(device) for k, v in tokenize_preferences(tokenizer, rows, max_length=config.max_length).items()}
     batch["pad_token_id"] = tokenizer.pad_token_id
     n = len(batch["chosen_input_ids"])
-    if ref_model is policy:
-        raise ValueError("ref_model is the policy itself: the reference must be a frozen copy "
-                         "(leave ref_model=None to copy the policy before training)")
-    ref = ref_model if ref_model is not None else copy.deepcopy(policy)
-    fuse_gelu(ref).eval().requires_grad_(False)
-    fuse_gelu(policy)  # the same function, faster (text.fuse_gelu)
+    ref = frozen_reference(policy, ref_model, config.fused_gelu, name="ref_model")
+    if config.fused_gelu:
+        fuse_gelu(policy)  # the same function, faster (text.fuse_gelu)
     bs = config.per_device_train_batch_size
     t0 = time.perf_counter()  # throughput includes the reference pass
     with torch.no_grad():
@@ -243,21 +250,30 @@ def train_dpo(policy: nn.Module, tokenizer, rows, config: DPOConfig | None = Non
     hist: dict[str, list[float]] = {"loss": []}
     steps = config.num_train_epochs * math.ceil(n / bs)
     bar = progress_bar(total=steps, desc="DPO", disable=not progress)
+    stop = False
     for _ in range(config.num_train_epochs):
+        if stop:
+            break
         perm = torch.randperm(n, generator=gen).to(device)
         for i in range(0, n, bs):
             idx = perm[i: i + bs]
             pc, pr = _pair_logprobs(policy, batch, idx)
             loss = dpo_loss(pc, pr, ref_c[idx], ref_r[idx], config.beta, config.label_smoothing)
+            V.check_finite_loss(loss, len(hist["loss"]), "DPO loss")
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             opt.step()
             hist["loss"].append(loss.item())
-            for k, v in dpo_metrics(pc.detach(), pr.detach(), ref_c[idx], ref_r[idx], config.beta).items():
-                hist.setdefault(k, []).append(v)
+            stats = {"loss": hist["loss"][-1], **dpo_metrics(pc.detach(), pr.detach(), ref_c[idx], ref_r[idx], config.beta)}
+            for k, v in stats.items():
+                if k != "loss":
+                    hist.setdefault(k, []).append(v)
             bar.update(1)
+            if callback is not None and callback(len(hist["loss"]) - 1, stats, None):
+                stop = True
+                break
     bar.close()
-    hist["pairs_per_second"] = [n * config.num_train_epochs / (time.perf_counter() - t0)]
-    hist["config"] = asdict(config)  # type: ignore[assignment]
-    return hist
+    hist["pairs_per_second"] = [len(hist["loss"]) * bs / (time.perf_counter() - t0) if stop else
+                                n * config.num_train_epochs / (time.perf_counter() - t0)]
+    return policy, hist

@@ -18,20 +18,21 @@ names: ``objective/scores``, ``objective/kl``, ``objective/rlhf_reward``, ``obje
 
 from __future__ import annotations
 
-import copy
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .lm_rlhf import LMRollout, rollout, sequence_logprobs
+from . import _validate as V
+from .lm_rlhf import LMRollout, frozen_reference, rollout, sequence_logprobs
 from .text import fuse_gelu
 from .utils import progress_bar
 
 __all__ = ["grpo_advantages", "rloo_advantages", "group_policy_loss", "sample_groups", "GroupRLConfig",
-           "train_group_rl", "ESTIMATORS"]
+           "train_group_rl", "ESTIMATORS", "best_of_n", "best_of_n_indices", "best_of_n_kl"]
 
 ESTIMATORS = ("grpo", "rloo")
 
@@ -100,6 +101,11 @@ def group_policy_loss(new_logps: torch.Tensor, old_logps: torch.Tensor, advantag
                          f"{tuple(mask.shape)} must have the same [B, T] shape")
     if advantages.shape != new_logps.shape[:1]:
         raise ValueError(f"advantages must be [B]={tuple(new_logps.shape[:1])} (one per sequence), got {tuple(advantages.shape)}")
+    for name, x in (("new_logps", new_logps), ("old_logps", old_logps), ("advantages", advantages),
+                    ("ref_logps", ref_logps)):
+        V.check_finite(name, x)
+    V.number("clip_eps", clip_eps)
+    V.number("beta", beta)
     if not clip_eps > 0:
         raise ValueError(f"clip_eps must be > 0, got {clip_eps}")
     if not beta >= 0:
@@ -148,6 +154,52 @@ def sample_groups(model: nn.Module, tokenizer, prompts: list[str], group_size: i
                    generator=generator, seed=seed)
 
 
+def best_of_n_kl(n: int) -> float:
+    r"""KL(π_BoN ‖ π) = log n − (n − 1)/n of best-of-n sampling from π, in nats (notebook 10).
+
+    With u = F(r̂(y)) the reward quantile of a sample, the best of n has density n·u^{n−1}
+    (the maximum of n uniforms), so :math:`\mathrm{KL} = \mathbb E[\log n + (n-1)\log u] = \log n - (n-1)/n`.
+    Exact when no single response carries noticeable probability (no ties in r̂); otherwise an upper
+    bound (Beirami et al., 2024). It does not depend on the reward or the policy.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int (samples per prompt), got {n!r}")
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_n_indices(scores: torch.Tensor, n: int) -> torch.Tensor:
+    """Column of the highest score among the first ``n`` of each row of ``scores`` [n_prompts, k] (notebook 10).
+
+    Ties go to the first column; ``n`` ≤ k lets one set of k samples give best-of-1, 2, …, k.
+    """
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
+        raise ValueError(f"scores must be a 2-D tensor [n_prompts, k], got {getattr(scores, 'shape', type(scores))}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= scores.shape[1]:
+        raise ValueError(f"n must be an int in [1, {scores.shape[1]}] (the samples per prompt), got {n!r}")
+    if not torch.isfinite(scores).all():
+        raise ValueError("scores contain NaN or inf")
+    return scores[:, :n].argmax(1)
+
+
+@torch.no_grad()
+def best_of_n(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: Callable, n: int,
+              max_new_tokens: int = 24, temperature: float = 1.0, generator: torch.Generator | None = None,
+              seed: int | None = None) -> tuple[list[str], torch.Tensor, LMRollout]:
+    """Best-of-n: sample ``n`` completions per prompt from ``policy`` and keep the one ``reward_fn`` scores highest (notebook 10).
+
+    No training: the baseline every RLHF method must beat, at a KL of :func:`best_of_n_kl` (n)
+    to ``policy``, for n times the sampling cost. Returns ``(completions, scores, rollout)``: the
+    kept completion per prompt, the scores ``[n_prompts, n]`` of all samples (so
+    :func:`best_of_n_indices` gives best-of-m for any m ≤ n from the same samples), and the
+    :class:`~rlhf_tutorial.lm_rlhf.LMRollout` of all ``n·len(prompts)`` samples (prompt p's are
+    rows p·n … p·n+n−1).
+    """
+    ro = sample_groups(policy, tokenizer, prompts, n, max_new_tokens, temperature, generator=generator, seed=seed)
+    scores = _score(reward_fn, ro.prompts, ro.completions).view(len(prompts), n)
+    rows = torch.arange(len(prompts)) * n + best_of_n_indices(scores, n)
+    return [ro.completions[i] for i in rows.tolist()], scores, ro
+
+
 @dataclass
 class GroupRLConfig:
     """Every knob of :func:`train_group_rl`, named after ``trl.GRPOConfig`` / ``trl.RLOOConfig`` (notebook 10)."""
@@ -169,17 +221,29 @@ class GroupRLConfig:
     missing_eos_penalty: float | None = None  # subtract this from the score of completions with no EOS
     max_grad_norm: float = 1.0  # gradient clipping
     seed: int = 0  # prompt order and sampling
+    fused_gelu: bool = True  # torch's fused tanh-GELU instead of GPT-2's gelu_new (text.fuse_gelu; same function,
+    #   faster); in TRL: activation_function="gelu_pytorch_tanh" in the model config
 
     def __post_init__(self):
+        if not isinstance(self.fused_gelu, bool):
+            raise TypeError(f"fused_gelu must be True or False, got {self.fused_gelu!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
         if self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2 for a group baseline, got {self.num_generations}")
-        if not self.beta >= 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        for k in ("prompts_per_step", "max_steps", "max_completion_length", "num_iterations", "num_minibatches"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        V.number("beta", self.beta, 0)
+        for k in ("num_generations", "prompts_per_step", "max_steps", "max_completion_length", "num_iterations",
+                  "num_minibatches"):
+            V.integer(k, getattr(self, k), low=1)
+        for k in ("temperature", "learning_rate", "epsilon", "max_grad_norm"):
+            V.positive(k, getattr(self, k))
+        V.one_of("loss_type", self.loss_type, ("grpo", "dapo"))
+        V.boolean("scale_rewards", self.scale_rewards)
+        V.integer("seed", self.seed, low=0)
+        if self.max_seconds is not None:
+            V.positive("max_seconds", self.max_seconds)
+        if self.missing_eos_penalty is not None:
+            V.number("missing_eos_penalty", self.missing_eos_penalty, 0)
         if (self.prompts_per_step * self.num_generations) % self.num_minibatches:
             raise ValueError("prompts_per_step * num_generations must be divisible by num_minibatches")
 
@@ -196,12 +260,16 @@ def _score(reward_fn, prompts, completions) -> torch.Tensor:
 
 def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: Callable, config: GroupRLConfig | None = None,
                    ref_model: nn.Module | None = None, eval_fn: Callable | None = None,
-                   progress: bool = True) -> dict[str, list[float]]:
-    """Train ``policy`` in place with GRPO or RLOO on ``reward_fn(prompts, completions) -> [n]`` (notebook 10).
+                   progress: bool = True, callback: Callable[[int, dict, LMRollout], bool | None] | None = None,
+                   ) -> tuple[nn.Module, dict[str, list[float]]]:
+    """Train ``policy`` in place with GRPO or RLOO on ``reward_fn(prompts, completions) -> [n]``; return ``(policy, history)`` (notebook 10).
 
-    The reference is ``ref_model`` or a frozen copy of ``policy``. ``eval_fn`` (same signature,
-    e.g. the gold human) is only *logged* on every batch as ``objective/gold``, never optimized.
-    Returns the per-iteration history with TRL's metric names plus ``time`` (seconds since start).
+    The reference is ``ref_model`` or a frozen copy of ``policy``
+    (:func:`~rlhf_tutorial.lm_rlhf.frozen_reference`). ``eval_fn`` (same signature, e.g. the gold
+    human) is only *logged* on every batch as ``objective/gold``, never optimized. ``history`` is a
+    dict of lists, one entry per iteration, with TRL's metric names plus ``time`` (seconds since
+    start) and ``step``. ``callback(step, stats, rollout)`` runs after each iteration (the same
+    contract as ``train_lm_ppo``); returning ``True`` stops training.
     """
     config = config or GroupRLConfig()
     if not isinstance(config, GroupRLConfig):
@@ -210,12 +278,9 @@ def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: 
         raise ValueError(f"need a list of at least prompts_per_step={config.prompts_per_step} prompts")
     if not callable(reward_fn):
         raise TypeError("reward_fn must be callable: reward_fn(prompts, completions) -> tensor [n]")
-    if ref_model is policy:
-        raise ValueError("ref_model is the policy itself: the reference must be a frozen copy "
-                         "(leave ref_model=None to copy the policy before training)")
-    ref = ref_model if ref_model is not None else copy.deepcopy(policy)
-    fuse_gelu(ref).eval().requires_grad_(False)
-    fuse_gelu(policy)  # the same function, faster (text.fuse_gelu)
+    ref = frozen_reference(policy, ref_model, config.fused_gelu, name="ref_model")
+    if config.fused_gelu:
+        fuse_gelu(policy)  # the same function, faster (text.fuse_gelu)
     policy.eval()  # no dropout: ratios must be exactly 1 before the first update
     opt = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
     device = next(policy.parameters()).device
@@ -259,6 +324,7 @@ def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: 
                 new = sequence_logprobs(policy, ids[idx], att[idx], P, T) * mask[idx]
                 loss, st = group_policy_loss(new, old[idx], adv[idx], mask[idx], config.epsilon, beta_loss,
                                              refl[idx] if beta_loss > 0 else None, config.loss_type)
+                V.check_finite_loss(loss, step, f"{config.estimator.upper()} loss")
                 opt.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
@@ -281,5 +347,6 @@ def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: 
         row["step"] = step
         for key, v in row.items():
             hist.setdefault(key, []).append(v)
-    hist["config"] = asdict(config)  # type: ignore[assignment]
-    return hist
+        if callback is not None and callback(step, row, ro):
+            break
+    return policy, hist
