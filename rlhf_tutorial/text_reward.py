@@ -66,6 +66,16 @@ class RewardConfig:
     seed: int = 0
     version: int = 2  # 2: training runs with the fused GELU (text.fuse_gelu)
 
+    def __post_init__(self):
+        V.instance("text", self.text, T.TextConfig, "TextConfig")
+        for name in ("n_train_pairs", "n_test_pairs", "n_norm_samples", "max_new_tokens", "epochs", "batch_size",
+                     "version"):
+            V.integer(name, getattr(self, name), low=1)
+        V.integer("seed", self.seed, low=0)
+        for name in ("temperature", "beta", "lr"):
+            V.positive(name, getattr(self, name))
+        V.probability("epsilon", self.epsilon)
+
     def train_config(self) -> "RewardTrainConfig":
         """The :class:`RewardTrainConfig` of the cached comparisons-only model (epochs, batch, lr, seed)."""
         return RewardTrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
@@ -163,6 +173,8 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, labels:
         raise TypeError("r_chosen and r_rejected must be torch tensors")
     if r_chosen.shape != r_rejected.shape:
         raise ValueError(f"r_chosen {tuple(r_chosen.shape)} and r_rejected {tuple(r_rejected.shape)} differ in shape")
+    V.check_finite("r_chosen", r_chosen)
+    V.check_finite("r_rejected", r_rejected)
     delta = (r_chosen - r_rejected) / _positive_param("temperature", temperature)
     if labels is None:
         return -F.logsigmoid(delta).mean()
@@ -179,9 +191,20 @@ def score_loss(r: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
 
     The *fixed* link: it pins r̂ to the rater's scale. :func:`rating_nll` learns the link instead.
     """
+    V.instance("r", r, torch.Tensor, "torch tensor")
+    ratings = _check_rating_tensor(ratings)
     if r.shape != ratings.shape:
         raise ValueError(f"r {tuple(r.shape)} and ratings {tuple(ratings.shape)} differ in shape")
+    V.check_finite("r", r)
     return ((torch.sigmoid(r) - ratings.to(r.dtype)) ** 2).mean()
+
+
+def _check_rating_tensor(ratings) -> torch.Tensor:
+    """Ratings y as a finite float tensor with every value in [0, 1] (the rater's scale)."""
+    y = V.finite_tensor("ratings", ratings, dtype=None)
+    if y.numel() and not bool(((y >= 0) & (y <= 1)).all()):
+        raise ValueError(f"ratings must be in [0, 1] (the rater's scale), got values from {float(y.min())} to {float(y.max())}")
+    return y
 
 
 def _positive_param(name: str, value):
@@ -219,6 +242,7 @@ def rating_nll(r: torch.Tensor, ratings: torch.Tensor, scale: float | torch.Tens
     is :func:`score_loss` / (2 s²) + log s.
     """
     y_hat = rating_link(r, scale, offset)
+    ratings = _check_rating_tensor(ratings)
     if y_hat.shape != ratings.shape:
         raise ValueError(f"r {tuple(r.shape)} and ratings {tuple(ratings.shape)} differ in shape")
     s = _positive_param("noise", noise)
