@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cache import verify_checkpoint, write_manifest
 from .utils import progress_bar
 
 __all__ = [
@@ -626,7 +627,11 @@ def default_cache_dir() -> Path:
 
 
 def save_model(model, tokenizer, path, extra: dict | None = None) -> Path:
-    """Save model (safetensors) and tokenizer to ``path`` atomically (a temp folder, then renamed; notebook 07)."""
+    """Save model (safetensors) and tokenizer to ``path`` atomically (a temp folder, then renamed; notebook 07).
+
+    The SHA-256 manifest (:func:`rlhf_tutorial.cache.write_manifest`) is written last, so a folder
+    cut short by a crash is detected on load (:func:`rlhf_tutorial.cache.verify_checkpoint`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=path.name + ".tmp"))
@@ -635,6 +640,7 @@ def save_model(model, tokenizer, path, extra: dict | None = None) -> Path:
         tokenizer.save_pretrained(tmp)
         if extra is not None:
             (tmp / "training_log.json").write_text(json.dumps(extra))
+        write_manifest(tmp)
         if path.exists():  # someone else finished first; keep theirs
             shutil.rmtree(tmp)
         else:
@@ -699,10 +705,11 @@ def load_or_train_tokenizer(config: TextConfig | None = None, cache_dir=None):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=path.name + ".tmp"))
         tok.save_pretrained(tmp)
+        write_manifest(tmp)
         if not path.exists():
             os.replace(tmp, path)
         shutil.rmtree(tmp, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(verify_checkpoint(path, check_weights=False)))
     _check_tokenizer(tok)
     return tok
 
@@ -719,7 +726,7 @@ def load_or_train_base(config: TextConfig | None = None, cache_dir=None, progres
             losses = pretrain(model, blocks, config.pretrain_steps, config.pretrain_batch, config.pretrain_lr,
                               seed=config.seed, progress=progress)
         save_model(model, tok, path, extra={"losses": losses})
-    return load_model(path)
+    return load_model(verify_checkpoint(path))
 
 
 def load_or_train_sft(config: TextConfig | None = None, cache_dir=None, progress: bool = True):
@@ -738,7 +745,7 @@ def load_or_train_sft(config: TextConfig | None = None, cache_dir=None, progress
             losses = finetune(model, tok, pairs, config.sft_steps, config.sft_batch, config.sft_lr,
                               seed=config.seed, progress=progress)
         save_model(model, tok, path, extra={"losses": losses})
-    return load_model(path)
+    return load_model(verify_checkpoint(path))
 
 
 def training_log(kind: str = "sft", config: TextConfig | None = None, cache_dir=None) -> dict:

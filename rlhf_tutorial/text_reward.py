@@ -36,6 +36,7 @@ from torch import nn
 
 from . import _validate as V
 from . import text as T
+from .cache import verify_checkpoint
 from .text import position_ids_from_mask
 from .utils import progress_bar
 
@@ -647,4 +648,4 @@ def load_or_train_reward_model(config: RewardConfig | None = None, cache_dir=Non
                                  temperature=config.temperature, seed=config.seed + 2000)
             normalize_reward_model(rm, tok, prompts, samples)
         T.save_model(rm, tok, path, extra={"losses": history["loss"]})
-    return T.load_model(path, model_class=GPT2ForSequenceClassification)
+    return T.load_model(verify_checkpoint(path), model_class=GPT2ForSequenceClassification)
