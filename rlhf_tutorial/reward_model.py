@@ -12,7 +12,15 @@ The seed (§3.2.2) fits a neural reward r̂_θ(s_t, a_t) to the three kinds of f
   y ∈ {0, 0.5, 1} (0.5 = "equal", our extension); ``reduce="mean"`` (default, the seed) or ``"sum"``;
 - :func:`language_loss` L_language: the MSE of L_score on the scores a language model gives the
   comments (:class:`rlhf_tutorial.language.LanguageScorer`);
-- :func:`mixed_loss` L = λ1 L_score + λ2 L_compare + λ3 L_language.
+- :func:`mixed_loss` L = λ1 L_score + λ2 L_compare + λ3 L_language (the seed's naive mix).
+
+**A mix that pays off** (notebook 05). Ratings and language scores are on a rater's scale, not the
+reward's, and comparisons carry a temperature, so the naive mix makes the kinds fight over the scale
+of r̂. :class:`FeedbackLinks` gives each regression kind a learned link y ≈ a_k r̂_θ(τ) + b_k
+(a_k = softplus(ρ_k) > 0) and comparisons a Bradley-Terry β, learned jointly with θ;
+:func:`uncertainty_weighted_loss` sets the λ's from learned noise variances (Kendall et al. 2018);
+:func:`mix_objective` is one step's objective, naive or calibrated, and
+:func:`train_reward_model` (a :class:`RewardTrainConfig`) trains either.
 
 **Mean or sum in L_compare.** For two segments of the same length L, Δ_sum = L · Δ_mean: the
 two choices are the same Bradley-Terry model at different temperatures (Christiano et al. and
@@ -21,8 +29,9 @@ TRL use the sum). The package defaults to the seed's **mean**, for three measure
 every step's change of the logits, so the sum learns like the mean at an L-times larger learning
 rate and overfits noisy labels sooner: at ε = 10 % and 250-500 comparisons the mean ranked
 held-out pairs better (0.90 vs 0.82-0.86); (2) with the mean all three losses use the same
-r̂_θ(τ), so their per-step gradients have similar sizes and λ1 = λ2 = λ3 = 1 is a sensible mix,
-while with the sum L_compare's gradients are ~L times larger and the 1:1:1 mix was unstable;
+r̂_θ(τ), so their per-step gradients have comparable sizes (with the sum L_compare's gradients are
+~L times larger), though the three still disagree on the *scale* of r̂, which is why a mix needs
+the per-kind links below;
 (3) it is the seed's formula. The price: a preference as confident as the human's needs
 r̂ about L times larger than the per-step true reward, so the *scale* of r̂ means little, which
 :class:`RewardNormalizer` removes before PPO. ``reduce="sum"`` stays available everywhere.
@@ -1123,6 +1132,9 @@ def load_reward_model(path) -> tuple[RewardNet, RewardNormalizer | None]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for a damaged header or data
         raise RewardModelFileError(f"{str(path)!r} is not a readable safetensors file (corrupt or truncated): {e}") from e
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise RewardModelFileError(f"{str(path)!r} holds NaN or inf weights in {bad[:3]}; delete it and save a trained model again")
     if meta.get("format") != FORMAT:
         raise RewardModelFileError(f"{str(path)!r} is not a reward model saved by save_reward_model "
                                    f"(metadata format {meta.get('format')!r})")
