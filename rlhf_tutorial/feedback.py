@@ -214,14 +214,16 @@ Policy = Callable[[np.ndarray], np.ndarray]
 
 
 def rollout_episodes(act: Policy, n_episodes: int, env_id: str = envs.ENV_ID, seed: int = 0,
-                     env_kwargs: dict | None = None) -> list[dict]:
+                     env_kwargs: dict | None = None, max_steps: int = 100_000) -> list[dict]:
     """Run ``n_episodes`` episodes of ``act`` in parallel; return one dict of arrays per episode.
 
     Notebook 04. Each dict has ``obs`` (T, obs_dim), ``actions`` (T,) and ``rewards`` (T,), where
     ``obs[t]`` is the observation the action ``actions[t]`` was chosen in. ``act`` maps a batch of
-    observations to a batch of actions (as in ``rl.evaluate_policy``).
+    observations to a batch of actions (as in ``rl.evaluate_policy``). ``max_steps`` caps the
+    episode length: an env with no time limit raises ``RuntimeError`` instead of hanging.
     """
     n_episodes = _check_positive_int("n_episodes", n_episodes)
+    max_steps = _check_positive_int("max_steps", max_steps)
     if not callable(act):
         raise TypeError(f"act must be callable (obs batch -> action batch), got {type(act).__name__}")
     venv = make_vec_env(env_id, n_episodes, **(env_kwargs or {}))
@@ -229,6 +231,10 @@ def rollout_episodes(act: Policy, n_episodes: int, env_id: str = envs.ENV_ID, se
     done = np.zeros(n_episodes, dtype=bool)
     buf_obs, buf_act, buf_rew, buf_alive = [], [], [], []
     while not done.all():
+        if len(buf_obs) >= max_steps:
+            venv.close()
+            raise RuntimeError(f"rollout_episodes: episodes of {env_id} did not end within max_steps={max_steps}; "
+                               "wrap the env in a TimeLimit (gymnasium.wrappers.TimeLimit) or raise max_steps")
         a = np.asarray(act(obs))
         next_obs, reward, term, trunc, _ = venv.step(a)
         buf_obs.append(np.asarray(obs, dtype=np.float32))
@@ -324,17 +330,17 @@ def ppo_checkpoints(config=None, at_steps: Sequence[int] = (0, 8_000, 16_000, 10
     Notebook 04: the "Part 1 policies at different training stages" of the feedback pool. Returns
     ``{"ppo@0k": act, "ppo@8k": act, ...}``; a snapshot is taken at the first update at or after
     each step (0 is the untrained, near-random policy). ``config`` defaults to
-    :data:`rlhf_tutorial.envs.TASK_PPO_CONFIG` with ``total_timesteps = max(at_steps)``.
+    :data:`rlhf_tutorial.ppo.TASK_PPO_CONFIG` with ``total_timesteps = max(at_steps)``.
     """
     from dataclasses import replace
 
-    from .ppo import train_ppo
+    from .ppo import TASK_PPO_CONFIG, train_ppo
     from .rl import require_discrete
 
     steps = sorted(int(s) for s in at_steps)
     if not steps or steps[0] < 0:
         raise ValueError(f"at_steps must be a non-empty list of steps >= 0, got {at_steps!r}")
-    cfg = config or replace(envs.TASK_PPO_CONFIG, total_timesteps=max(steps[-1], 1), eval_every=0)
+    cfg = config or replace(TASK_PPO_CONFIG, total_timesteps=max(steps[-1], 1), eval_every=0)
     probe = make_vec_env(cfg.env_id, 1, **cfg.env_kwargs)
     n_actions = require_discrete(probe.single_action_space, "ppo_checkpoints")
     obs_dim = int(np.prod(probe.single_observation_space.shape))
