@@ -258,13 +258,77 @@ def _score(reward_fn, prompts, completions) -> torch.Tensor:
     return s
 
 
+def _group_score_step(policy, ref, reward_fn, ro: LMRollout, config: GroupRLConfig, device) -> dict:
+    """Score the groups, old and reference log-probs, the KL per sequence and the advantages."""
+    ids, att, P, mask = ro.input_ids, ro.attention_mask, ro.query_ids.shape[1], ro.response_mask.float()
+    T, k = config.temperature, config.num_generations
+    scores = _score(reward_fn, ro.prompts, ro.completions).to(device)
+    if config.missing_eos_penalty is not None:
+        scores = scores - config.missing_eos_penalty * (~ro.has_eos).float()
+    with torch.no_grad():
+        old = sequence_logprobs(policy, ids, att, P, T) * mask
+        refl = sequence_logprobs(ref, ids, att, P, T) * mask
+    kl_seq = ((old - refl) * mask).sum(1)
+    rlhf_reward = scores - config.beta * kl_seq
+    if config.estimator == "rloo":  # KL in the reward, leave-one-out baseline
+        adv, beta_loss = rloo_advantages(rlhf_reward, k), 0.0
+    else:  # GRPO: group z-score of the scores, KL (k3) in the loss
+        adv, beta_loss = grpo_advantages(scores, k, scale_rewards=config.scale_rewards), config.beta
+    return dict(ids=ids, att=att, P=P, mask=mask, scores=scores, old=old, refl=refl, kl_seq=kl_seq,
+                rlhf_reward=rlhf_reward, adv=adv, beta_loss=beta_loss)
+
+
+def _group_update_step(policy, opt, b: dict, config: GroupRLConfig, gen, step: int, device) -> dict[str, list[float]]:
+    """``num_iterations`` epochs × ``num_minibatches`` clipped updates; the per-minibatch stats."""
+    B = len(b["ids"])
+    mb = B // config.num_minibatches
+    stats_acc: dict[str, list[float]] = {}
+    for _ in range(config.num_iterations):
+        perm = torch.randperm(B, generator=gen).to(device)
+        for i in range(0, B, mb):
+            idx = perm[i: i + mb]
+            new = sequence_logprobs(policy, b["ids"][idx], b["att"][idx], b["P"], config.temperature) * b["mask"][idx]
+            loss, st = group_policy_loss(new, b["old"][idx], b["adv"][idx], b["mask"][idx], config.epsilon,
+                                         b["beta_loss"], b["refl"][idx] if b["beta_loss"] > 0 else None,
+                                         config.loss_type)
+            V.check_finite_loss(loss, step, f"{config.estimator.upper()} loss")
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            opt.step()
+            st["loss/policy_avg"] = loss.item()
+            for key, v in st.items():
+                stats_acc.setdefault(key, []).append(v)
+    return stats_acc
+
+
+def _group_stats(b: dict, ro: LMRollout, stats_acc: dict, eval_fn, step: int, seconds: float) -> dict:
+    row = {
+        "objective/scores": b["scores"].mean().item(),
+        "objective/kl": b["kl_seq"].mean().item(),
+        "objective/rlhf_reward": b["rlhf_reward"].mean().item(),
+        "objective/entropy": (-(b["old"] * b["mask"]).sum(1)).mean().item(),
+        "val/eos_frac": ro.has_eos.float().mean().item(),
+        "val/ratio_first": stats_acc["val/ratio"][0],
+        **{key: sum(v) / len(v) for key, v in stats_acc.items()},
+    }
+    if eval_fn is not None:
+        row["objective/gold"] = _score(eval_fn, ro.prompts, ro.completions).mean().item()
+    row["time"] = seconds
+    row["step"] = step
+    return row
+
+
 def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: Callable, config: GroupRLConfig | None = None,
                    ref_model: nn.Module | None = None, eval_fn: Callable | None = None,
                    progress: bool = True, callback: Callable[[int, dict, LMRollout], bool | None] | None = None,
                    ) -> tuple[nn.Module, dict[str, list[float]]]:
     """Train ``policy`` in place with GRPO or RLOO on ``reward_fn(prompts, completions) -> [n]``; return ``(policy, history)`` (notebook 10).
 
-    The reference is ``ref_model`` or a frozen copy of ``policy``
+    Each iteration: sample n = ``num_generations`` completions for each of ``prompts_per_step``
+    prompts (:func:`sample_groups`), score them and compute the group advantages
+    (:func:`_group_score_step`), then the clipped updates (:func:`_group_update_step`). The
+    reference is ``ref_model`` or a frozen copy of ``policy``
     (:func:`~rlhf_tutorial.lm_rlhf.frozen_reference`). ``eval_fn`` (same signature, e.g. the gold
     human) is only *logged* on every batch as ``objective/gold``, never optimized. ``history`` is a
     dict of lists, one entry per iteration, with TRL's metric names plus ``time`` (seconds since
@@ -287,7 +351,6 @@ def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: 
     gen = torch.Generator().manual_seed(config.seed)  # prompt order and minibatches (CPU)
     sgen = torch.Generator(device=device).manual_seed(config.seed)  # sampling, on the policy's device
     order, pos = torch.randperm(len(prompts), generator=gen).tolist(), 0
-    k, T = config.num_generations, config.temperature
     hist: dict[str, list[float]] = {}
     t0 = time.perf_counter()
     for step in progress_bar(range(config.max_steps), desc=config.estimator.upper(), disable=not progress):
@@ -297,54 +360,11 @@ def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: 
             order, pos = torch.randperm(len(prompts), generator=gen).tolist(), 0
         batch_prompts = [prompts[i] for i in order[pos: pos + config.prompts_per_step]]
         pos += config.prompts_per_step
-        ro = sample_groups(policy, tokenizer, batch_prompts, k, config.max_completion_length, T, generator=sgen)
-        ids, att, P, mask = ro.input_ids, ro.attention_mask, ro.query_ids.shape[1], ro.response_mask.float()
-        scores = _score(reward_fn, ro.prompts, ro.completions).to(device)
-        if config.missing_eos_penalty is not None:
-            scores = scores - config.missing_eos_penalty * (~ro.has_eos).float()
-        with torch.no_grad():
-            old = sequence_logprobs(policy, ids, att, P, T) * mask
-            refl = sequence_logprobs(ref, ids, att, P, T) * mask
-        kl_seq = ((old - refl) * mask).sum(1)
-        if config.estimator == "rloo":
-            rlhf_reward = scores - config.beta * kl_seq
-            adv = rloo_advantages(rlhf_reward, k)
-            beta_loss = 0.0
-        else:
-            rlhf_reward = scores - config.beta * kl_seq
-            adv = grpo_advantages(scores, k, scale_rewards=config.scale_rewards)
-            beta_loss = config.beta
-        B = len(ids)
-        mb = B // config.num_minibatches
-        stats_acc: dict[str, list[float]] = {}
-        for _ in range(config.num_iterations):
-            perm = torch.randperm(B, generator=gen).to(device)
-            for i in range(0, B, mb):
-                idx = perm[i: i + mb]
-                new = sequence_logprobs(policy, ids[idx], att[idx], P, T) * mask[idx]
-                loss, st = group_policy_loss(new, old[idx], adv[idx], mask[idx], config.epsilon, beta_loss,
-                                             refl[idx] if beta_loss > 0 else None, config.loss_type)
-                V.check_finite_loss(loss, step, f"{config.estimator.upper()} loss")
-                opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-                opt.step()
-                st["loss/policy_avg"] = loss.item()
-                for key, v in st.items():
-                    stats_acc.setdefault(key, []).append(v)
-        row = {
-            "objective/scores": scores.mean().item(),
-            "objective/kl": kl_seq.mean().item(),
-            "objective/rlhf_reward": rlhf_reward.mean().item(),
-            "objective/entropy": (-(old * mask).sum(1)).mean().item(),
-            "val/eos_frac": ro.has_eos.float().mean().item(),
-            "val/ratio_first": stats_acc["val/ratio"][0],
-            **{key: sum(v) / len(v) for key, v in stats_acc.items()},
-        }
-        if eval_fn is not None:
-            row["objective/gold"] = _score(eval_fn, ro.prompts, ro.completions).mean().item()
-        row["time"] = time.perf_counter() - t0
-        row["step"] = step
+        ro = sample_groups(policy, tokenizer, batch_prompts, config.num_generations, config.max_completion_length,
+                           config.temperature, generator=sgen)
+        b = _group_score_step(policy, ref, reward_fn, ro, config, device)
+        stats_acc = _group_update_step(policy, opt, b, config, gen, step, device)
+        row = _group_stats(b, ro, stats_acc, eval_fn, step, time.perf_counter() - t0)
         for key, v in row.items():
             hist.setdefault(key, []).append(v)
         if callback is not None and callback(step, row, ro):

@@ -86,8 +86,9 @@ def test_response_logprobs_by_hand_and_padding_invariant():
 
 def test_train_dpo_learns_the_preferences_and_starts_at_log2():
     model, tok = tiny_lm()
-    hist = train_dpo(model, tok, ROWS * 8, DPOConfig(learning_rate=1e-2, num_train_epochs=4,
-                                                     per_device_train_batch_size=8), progress=False)
+    trained, hist = train_dpo(model, tok, ROWS * 8, DPOConfig(learning_rate=1e-2, num_train_epochs=4,
+                                                              per_device_train_batch_size=8), progress=False)
+    assert trained is model and all(isinstance(v, list) for v in hist.values())  # (model, dict of lists)
     assert hist["loss"][0] == pytest.approx(math.log(2), abs=1e-5)  # policy = reference at step 0
     assert hist["loss"][-1] < 0.6 and hist["rewards/accuracies"][-1] == 1.0
     assert hist["pairs_per_second"][0] > 0
@@ -130,3 +131,14 @@ def test_check_dpo_loss():
     assert not naive and [c.name for c in naive.failures] == ["huge margins"]
     assert not checks.check_dpo_loss(lambda a, b, c, d, beta: 1 / 0, verbose=False)
     assert "Notebook 10" in checks.check_dpo_loss.__doc__
+
+
+def test_train_dpo_callback_stops_and_fused_gelu_is_a_switch():
+    model, tok = tiny_lm()
+    seen = []
+    _, hist = train_dpo(model, tok, ROWS * 4, DPOConfig(per_device_train_batch_size=4, fused_gelu=False),
+                        progress=False, callback=lambda step, st, _: seen.append(st["loss"]) or step == 1)
+    assert len(hist["loss"]) == 2 and seen == hist["loss"]
+    assert any(type(m).__name__ == "NewGELUActivation" for m in model.modules())  # switch off: GPT-2's own GELU
+    with pytest.raises(TypeError, match="fused_gelu"):
+        DPOConfig(fused_gelu=1)

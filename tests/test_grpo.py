@@ -1,11 +1,16 @@
 """GRPO and RLOO (notebook 10): group advantages by hand, the clipped loss, sampling, training, errors."""
 
+import math
+
 import pytest
 import torch
 from test_dpo import tiny_lm
 
 from rlhf_tutorial.grpo import (
     GroupRLConfig,
+    best_of_n,
+    best_of_n_indices,
+    best_of_n_kl,
     group_policy_loss,
     grpo_advantages,
     rloo_advantages,
@@ -74,8 +79,9 @@ def test_train_group_rl_raises_the_reward(estimator):
     model, tok = tiny_lm()
     cfg = GroupRLConfig(estimator=estimator, max_steps=25, learning_rate=1e-2, max_completion_length=6,
                         num_iterations=2, num_minibatches=2, prompts_per_step=8)
-    hist = train_group_rl(model, tok, ["the food was", "the service"] * 4, _good_count, cfg,
-                          eval_fn=_good_count, progress=False)
+    trained, hist = train_group_rl(model, tok, ["the food was", "the service"] * 4, _good_count, cfg,
+                                   eval_fn=_good_count, progress=False)
+    assert trained is model and all(isinstance(v, list) and len(v) == 25 for v in hist.values())
     assert all(abs(r - 1) < 1e-5 for r in hist["val/ratio_first"])  # on-policy before each update
     assert sum(hist["objective/scores"][-5:]) / 5 > sum(hist["objective/scores"][:3]) / 3 + 1.0
     assert hist["objective/gold"] == hist["objective/scores"]
@@ -115,3 +121,41 @@ def test_bad_inputs_raise_clear_errors():
                        ref_model=model, progress=False)
     with pytest.raises(TypeError, match="callable"):
         train_group_rl(model, tok, ["the food", "the service"], 3.0, cfg, progress=False)
+
+
+def test_train_group_rl_callback_stops_early():
+    model, tok = tiny_lm()
+    cfg = GroupRLConfig(max_steps=10, max_completion_length=4, prompts_per_step=2, num_generations=2)
+    _, hist = train_group_rl(model, tok, ["the food was", "the service"], _good_count, cfg, progress=False,
+                             callback=lambda step, st, ro: len(ro.completions) == 4 and step == 2)
+    assert hist["step"] == [0, 1, 2]
+
+
+def test_best_of_n_kl_formula():
+    assert best_of_n_kl(1) == 0.0
+    assert best_of_n_kl(2) == pytest.approx(math.log(2) - 0.5)
+    # exact KL of best-of-n over a discrete policy with many outcomes and distinct rewards: close to the
+    # formula from below (the formula is exact in the continuous limit, an upper bound otherwise)
+    p = torch.distributions.Dirichlet(torch.ones(2000)).sample((1,), ).squeeze(0).double()
+    cdf = torch.cumsum(p, 0)  # outcomes sorted by reward, ascending
+    for n in (2, 4, 16):
+        bon = cdf ** n - torch.cat([torch.zeros(1, dtype=cdf.dtype), cdf[:-1]]) ** n
+        kl = float((bon * (bon / p).log()).sum())
+        assert kl <= best_of_n_kl(n) + 1e-9 and kl == pytest.approx(best_of_n_kl(n), abs=0.01)
+    with pytest.raises(ValueError, match="n must be"):
+        best_of_n_kl(0)
+
+
+def test_best_of_n_keeps_the_highest_score():
+    model, tok = tiny_lm()
+    texts, scores, ro = best_of_n(model, tok, ["the food was", "the service"], _good_count, 4, max_new_tokens=6, seed=0)
+    assert scores.shape == (2, 4) and len(ro.completions) == 8 and ro.prompts[:4] == ["the food was"] * 4
+    for p in range(2):
+        assert _good_count(None, [texts[p]])[0] == scores[p].max()
+        assert texts[p] in ro.completions[p * 4:(p + 1) * 4]
+    assert best_of_n_indices(torch.tensor([[0.0, 3.0, 1.0, 5.0]]), 3).tolist() == [1]  # best among the first 3
+    assert best_of_n_indices(torch.tensor([[2.0, 2.0]]), 2).tolist() == [0]  # ties: the first
+    with pytest.raises(ValueError, match="n must be"):
+        best_of_n_indices(torch.zeros(2, 3), 4)
+    with pytest.raises(ValueError, match="NaN"):
+        best_of_n_indices(torch.tensor([[float("nan"), 1.0]]), 2)

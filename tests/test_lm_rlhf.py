@@ -180,20 +180,20 @@ def test_ratio_is_one_before_first_update_and_training_runs(policy, tok):
     cfg = L.LMPPOConfig(num_iterations=3, batch_size=8, response_length=6, num_ppo_epochs=2, num_minibatches=2,
                         learning_rate=1e-3, temperature=0.9, seed=0)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
-    hist, vhead = L.train_lm_ppo(policy, tok, _reward_len, PROMPTS, cfg, progress=False)
-    assert len(hist) == 3 and isinstance(vhead, L.ValueHead)
-    for h in hist:
-        assert abs(h["val/ratio_first"] - 1) < 1e-5 and h["val/ratio_first_max_dev"] < 1e-3
-        for k in ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores",
-                  "policy/clipfrac_avg", "val/ratio", "val/eos_frac"):
-            assert k in h and torch.isfinite(torch.tensor(h[k]))
-    assert hist[0]["objective/kl"] == 0.0  # the reference is the policy at iteration 0
+    model, hist = L.train_lm_ppo(policy, tok, _reward_len, PROMPTS, cfg, progress=False)
+    assert model is policy and isinstance(hist, dict) and hist["iteration"] == [0, 1, 2]
+    assert all(isinstance(v, list) and len(v) == 3 for v in hist.values())  # one contract: a dict of lists
+    assert all(abs(r - 1) < 1e-5 for r in hist["val/ratio_first"]) and max(hist["val/ratio_first_max_dev"]) < 1e-3
+    for k in ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores",
+              "policy/clipfrac_avg", "val/ratio", "val/eos_frac"):
+        assert torch.isfinite(torch.tensor(hist[k])).all()
+    assert hist["objective/kl"][0] == 0.0  # the reference is the policy at iteration 0
     assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
     # deterministic
     torch.manual_seed(0)
     p2 = L.disable_dropout(GPT2LMHeadModel(tiny_config(tok))).eval()
-    hist2, _ = L.train_lm_ppo(p2, tok, _reward_len, PROMPTS, cfg, progress=False)
-    assert [h["objective/scores"] for h in hist] == [h["objective/scores"] for h in hist2]
+    _, hist2 = L.train_lm_ppo(p2, tok, _reward_len, PROMPTS, cfg, progress=False)
+    assert hist["objective/scores"] == hist2["objective/scores"]
 
 
 def test_separate_critic_and_adaptive_kl(policy, tok):
@@ -201,8 +201,10 @@ def test_separate_critic_and_adaptive_kl(policy, tok):
     critic = GPT2ForSequenceClassification(tiny_config(tok, num_labels=1))
     cfg = L.LMPPOConfig(num_iterations=2, batch_size=4, response_length=4, num_ppo_epochs=1, num_minibatches=2,
                         adaptive_kl=True, kl_coef=0.1, target_kl=1.0, kl_horizon=100)
-    hist, vm = L.train_lm_ppo(policy, tok, _reward_len, PROMPTS, cfg, critic=critic, progress=False)
-    assert vm is critic and hist[1]["kl_coef"] != 0.1
+    critic.requires_grad_(False)  # a frozen copy (as a copy of a frozen reward model would be) is still trained
+    before = critic.score.weight.clone()
+    _, hist = L.train_lm_ppo(policy, tok, _reward_len, PROMPTS, cfg, critic=critic, progress=False)
+    assert hist["kl_coef"][1] != 0.1 and not torch.equal(before, critic.score.weight)
     ctl = L.AdaptiveKLController(0.1, target=6.0, horizon=10_000)
     assert ctl.update(12.0, 1000) == pytest.approx(0.1 * (1 + 0.2 * 0.1))  # error clipped at +0.2
 
@@ -285,7 +287,26 @@ def test_fuse_gelu_keeps_the_function(policy, tok):
 def test_score_temperature_reproduces_the_mismatch_bug(policy, tok):
     cfg = L.LMPPOConfig(num_iterations=1, batch_size=4, response_length=5, num_ppo_epochs=1, num_minibatches=1,
                         temperature=1.0, score_temperature=0.5)
-    hist, _ = L.train_lm_ppo(policy, tok, _reward_len, PROMPTS, cfg, progress=False)
-    assert hist[0]["val/ratio_first_max_dev"] > 0.05 and hist[0]["objective/kl"] != 0.0
+    _, hist = L.train_lm_ppo(policy, tok, _reward_len, PROMPTS, cfg, progress=False)
+    assert hist["val/ratio_first_max_dev"][0] > 0.05 and hist["objective/kl"][0] != 0.0
     with pytest.raises(ValueError, match="temperature"):
         L.LMPPOConfig(score_temperature=0.0).validate()
+
+
+def test_callback_stops_training_and_fused_gelu_is_a_switch(policy, tok):
+    cfg = L.LMPPOConfig(num_iterations=5, batch_size=4, response_length=4, num_ppo_epochs=1, num_minibatches=1,
+                        fused_gelu=False)
+    seen = []
+    _, hist = L.train_lm_ppo(policy, tok, _reward_len, PROMPTS, cfg, progress=False,
+                             callback=lambda it, st, ro: seen.append(it) or it == 1)
+    assert seen == [0, 1] and hist["iteration"] == [0, 1]
+    assert any(type(m).__name__ == "NewGELUActivation" for m in policy.modules())  # switch off: not swapped
+    with pytest.raises(TypeError, match="fused_gelu"):
+        L.LMPPOConfig(fused_gelu="yes")
+
+
+def test_frozen_reference(policy):
+    ref = L.frozen_reference(policy)
+    assert ref is not policy and not any(p.requires_grad for p in ref.parameters()) and not ref.training
+    with pytest.raises(ValueError, match="frozen copy"):
+        L.frozen_reference(policy, policy)
