@@ -13,13 +13,52 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["smooth", "plot_learning_curve", "record_episode", "filmstrip", "animate_frames", "save_gif"]
+from . import _validate as V
+
+__all__ = ["smooth", "plot_learning_curve", "record_episode", "filmstrip", "animate_frames", "save_gif",
+           "to_uint8_frames"]
+
+
+def to_uint8_frames(frames, name: str = "frames") -> list[np.ndarray]:
+    """RGB frames as a list of ``uint8`` arrays ``(height, width, 3)``, all of one shape (notebooks 02-04).
+
+    ``uint8`` frames are kept; other integer frames must lie in [0, 255]; float frames follow
+    matplotlib's convention, values in [0, 1] (scaled by 255 and rounded). NaN, inf, out-of-range
+    values, an empty list or frames of different shapes raise ``ValueError``.
+    """
+    if isinstance(frames, np.ndarray) and frames.ndim == 4:
+        frames = list(frames)
+    if not isinstance(frames, (list, tuple)):
+        raise TypeError(f"{name} must be a list of RGB arrays (height, width, 3), got {type(frames).__name__}")
+    if len(frames) == 0:
+        raise ValueError(f"{name} must be a non-empty list of RGB arrays (height, width, 3), got an empty list")
+    out = []
+    for i, f in enumerate(frames):
+        a = np.asarray(f)
+        if a.ndim != 3 or a.shape[2] != 3 or a.shape != np.shape(frames[0]):
+            raise ValueError(f"{name} must all be RGB arrays of shape {np.shape(frames[0])} (height, width, 3), "
+                             f"frame {i} has shape {a.shape}")
+        if a.dtype == np.uint8:
+            out.append(a)
+            continue
+        if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+            raise TypeError(f"{name}[{i}] must hold numbers (uint8 0-255 or float 0-1), got dtype {a.dtype}")
+        if np.issubdtype(a.dtype, np.floating):
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name}[{i}] contains NaN or inf")
+            if a.min() < 0 or a.max() > 1:
+                raise ValueError(f"float {name} must be in [0, 1] (matplotlib's convention), frame {i} spans "
+                                 f"[{a.min():g}, {a.max():g}]; pass uint8 for 0-255 values")
+            a = np.rint(a * 255.0)
+        elif a.min() < 0 or a.max() > 255:
+            raise ValueError(f"integer {name} must be in [0, 255], frame {i} spans [{a.min()}, {a.max()}]")
+        out.append(a.astype(np.uint8))
+    return out
 
 
 def smooth(values: Sequence[float], window: int = 10) -> np.ndarray:
     """Trailing moving average (the first points average over what exists so far) (notebook 02)."""
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
+    V.integer("window", window, low=1)
     v = np.asarray(values, dtype=float)
     if v.ndim != 1:
         raise ValueError(f"values must be 1-D, got shape {v.shape}")
@@ -65,8 +104,9 @@ def record_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: i
     """
     import gymnasium as gym
 
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
+    V.callable_("act", act)
+    V.integer("every", every, low=1)
+    V.integer("max_steps", max_steps, low=1)
     env = gym.make(env_id, render_mode="rgb_array", **(env_kwargs or {}))
     obs, _ = env.reset(seed=seed)
     frames, total = [env.render()], 0.0
@@ -86,8 +126,8 @@ def filmstrip(frames, n: int = 6, title: str | None = None, crop: tuple | None =
     """Show ``n`` evenly spaced frames side by side (a static picture GitHub can display) (notebook 02)."""
     import matplotlib.pyplot as plt
 
-    if len(frames) == 0:
-        raise ValueError("frames is empty")
+    frames = to_uint8_frames(frames)
+    V.integer("n", n, low=1)
     idx = np.linspace(0, len(frames) - 1, min(n, len(frames))).astype(int)
     fig, axes = plt.subplots(1, len(idx), figsize=(2.2 * len(idx), 1.8))
     for ax, i in zip(np.atleast_1d(axes), idx):
@@ -107,8 +147,9 @@ def animate_frames(frames, fps: int = 30, scale: float = 0.5):
     from IPython.display import HTML
     from matplotlib import animation
 
-    if len(frames) == 0:
-        raise ValueError("frames is empty")
+    frames = to_uint8_frames(frames)
+    V.positive("fps", fps)
+    V.positive("scale", scale)
     h, w = frames[0].shape[:2]
     fig, ax = plt.subplots(figsize=(w / 100 * scale, h / 100 * scale), dpi=100)
     ax.axis("off")
@@ -131,9 +172,10 @@ def save_gif(frames, path, fps: int = 30, scale: float = 0.5) -> None:
     """Write ``frames`` to an animated GIF with Pillow (notebook 03)."""
     from PIL import Image
 
-    if len(frames) == 0:
-        raise ValueError("frames is empty")
-    imgs = [Image.fromarray(np.asarray(f)) for f in frames]
+    frames = to_uint8_frames(frames)
+    V.positive("fps", fps)
+    V.positive("scale", scale)
+    imgs = [Image.fromarray(f) for f in frames]
     if scale != 1:
         w, h = imgs[0].size
         imgs = [im.resize((max(1, int(w * scale)), max(1, int(h * scale)))) for im in imgs]

@@ -1,40 +1,27 @@
 r"""RLHF on Gymnasium: the online preference loop of Christiano et al. (2017) (notebook 06).
 
-The seed's §3.3.3 loop, with the reward learned *while* the policy learns:
+The seed's §3.3.3 loop, with the reward learned *while* the policy learns. :func:`run_preference_loop`
+is these named steps (the functions of the same names below, and written inline in notebook 06):
 
-1. collect rollouts with the current policy π_φ (PPO on the current learned reward);
-2. cut the finished episodes into segments τ of ``segment_length`` steps;
-3. choose which pairs (τ1, τ2) to ask about: those an **ensemble** of reward nets disagrees on
-   most (:func:`select_queries`, ``method="disagreement"``), or random pairs (the ablation);
-4. ask the (synthetic) human, :class:`~rlhf_tutorial.feedback.ComparisonLabeler` with ε = 10 %
-   random answers;
-5. refit the ensemble on *all* labels so far (:meth:`RewardEnsemble.fit`: every member on its
-   own bootstrap resample, early stopping on a held-out validation set), then normalize each
-   member (mean 0, std 1 on the labelled segments);
-6. continue PPO on the normalized ensemble-mean reward r̂(s_t, a_t) (:class:`EnsembleRewardVectorWrapper`).
+1. **collect rollouts** with the current policy π_φ in the env whose reward is r̂
+   (:class:`LearnedRewardVectorWrapper`);
+2. **cut segments**: the finished episodes into segments τ of ``segment_length`` steps;
+3. **select queries**: the pairs (τ1, τ2) an **ensemble** of reward nets disagrees on most
+   (:func:`select_queries`, ``method="disagreement"``), or random pairs (the ablation);
+4. **ask the human**: :class:`~rlhf_tutorial.feedback.ComparisonLabeler` with ε = 10 % random answers;
+5. **refit the ensemble** on *all* labels so far (:meth:`RewardEnsemble.fit`: every member on its
+   own bootstrap resample, early stopping on held-out labels), then normalize each member;
+6. **continue the policy**: PPO updates on the normalized ensemble-mean reward r̂(s_t, a_t);
+7. **decide on a restart**: when the current r̂ rates the policy's fresh rollouts more than
+   ``restart_margin`` below the untrained policy's, PPO converged on an old, wrong r̂ and starts
+   afresh (at most ``max_restarts`` times; every label is kept).
 
 Labels are asked for on a schedule that asks more early, when the reward is most wrong: a share
 ``initial_label_fraction`` on the untrained policy's behaviour, the rest over ``label_phases``
-phases with weights ∝ T₀ / (T₀ + t) (Christiano et al.'s decaying label rate).
-
-:func:`run_preference_loop` keeps one PPO agent and one optimizer across phases; only the
-reward changes. Everything is in :class:`PreferenceLoopConfig`.
-
-**Robustness.** Without a safeguard about one run in six failed, always the same way: early
-on, PPO converged on the reward learned from the untrained policy's segments to a one-action
-policy ("always push one way", true return ~17), whose segments are all equally bad, so the
-comparisons between them taught nothing that pulled it out (seed 1, 100k steps: 61.3 with 250
-active queries, 94.3 with 500 random ones; true-reward PPO 198.5). Measured on those two runs:
-re-initializing the critic after each refit (25.0 at 30k steps) or normalizing the members on
-the recent rollouts (18.4 at 30k) did not help; a pessimistic reward mean − 1·std over 5
-members fixed the random-query run (198.0) but not the other (90.8); **restarting PPO** when,
-after a refit, the current ensemble rates the policy's fresh rollouts more than
-``restart_margin`` = 0.2 (per step, normalized units) below the untrained policy's
-(``restart_margin``, at most ``max_restarts`` = 2 times; every label is kept) brought the
-active-query run to 186.2 and the random-query one to 143.7. It is the default. With it, the
-defaults (500 active comparisons, ε = 10 %, 100k steps) reached 193.9 / 192.2 / 197.4 / 199.2 /
-199.4 for seeds 0-4, 96.8-99.9 % of true-reward PPO (seed 1 restarted twice); more in
-benchmarks/README.md (``benchmarks/preference_rl.py``).
+phases with weights ∝ T₀ / (T₀ + t) (Christiano et al.'s decaying label rate). One PPO agent and
+one optimizer persist across phases; only the reward changes. Everything is in
+:class:`PreferenceLoopConfig`; why the restart is the default, and every measured run, is in
+``benchmarks/README.md``.
 
 Options beyond the paper's loop: ``uncertainty_penalty`` (pessimism), ``feedback_mix`` (ratings
 and comments as well as comparisons, with the mixed loss of notebook 05), ``initial_labels``
@@ -46,14 +33,16 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+from . import _validate as V
 from . import envs as task_envs
 from .feedback import (
     ComparisonDataset,
@@ -63,8 +52,8 @@ from .feedback import (
     Segment,
     cut_segments,
 )
-from .ppo import PPOConfig, ppo_update, rollout_to_batch
-from .reward_model import REDUCTIONS, RewardNet, compare_loss, spearman
+from .ppo import TASK_PPO_CONFIG, PPOConfig, ppo_update, rollout_to_batch
+from .reward_model import REDUCTIONS, RewardNet, RewardNormalizer, compare_loss, spearman
 from .reward_model import _check_segment_list as _check_segments
 from .rl import ActorCritic, RolloutCollector, evaluate_policy, make_vec_env, require_discrete
 from .utils import progress_bar
@@ -73,7 +62,10 @@ __all__ = [
     "QUERY_METHODS",
     "RewardEnsemble",
     "select_queries",
-    "EnsembleRewardVectorWrapper",
+    "random_pairs",
+    "LearnedRewardVectorWrapper",
+    "PreferenceModel",
+    "state_segments",
     "PreferenceLoopConfig",
     "label_schedule",
     "run_preference_loop",
@@ -102,6 +94,34 @@ def _check_fraction(name: str, value, low_open: bool = False, high_open: bool = 
 def _stack_segments(segments: Sequence[Segment]) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.as_tensor(np.stack([s.obs for s in segments])),
             torch.as_tensor(np.stack([s.actions for s in segments])))
+
+
+def _scored_tensors(scored) -> dict | None:
+    if scored is None:
+        return None
+    if not (isinstance(scored, (tuple, list)) and len(scored) == 2):
+        raise TypeError("scored must be a pair (segments, targets)")
+    segs = _check_segments("scored segments", scored[0])
+    y = np.asarray(scored[1], dtype=np.float32)
+    if y.shape != (len(segs),) or not (np.isfinite(y).all() and (y >= 0).all() and (y <= 1).all()):
+        raise ValueError(f"scored targets must be {len(segs)} numbers in [0, 1], got shape {y.shape}")
+    obs_s, act_s = _stack_segments(segs)
+    return {"obs": obs_s, "actions": act_s, "y": torch.as_tensor(y)}
+
+
+class _ScoreBatches:
+    """Minibatches of scored segments, cycling: reshuffled with ``gen`` each time they run out."""
+
+    def __init__(self, data: dict, batch_size: int, gen: torch.Generator):
+        self.data, self.batch_size, self.gen = data, batch_size, gen
+        self.perm, self.pos = torch.randperm(len(data["y"]), generator=gen), 0
+
+    def next(self) -> dict:
+        if self.pos >= len(self.perm):
+            self.perm, self.pos = torch.randperm(len(self.data["y"]), generator=self.gen), 0
+        sb = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return {k: v[sb] for k, v in self.data.items()}
 
 
 # --------------------------------------------------------------------------- the ensemble
@@ -148,6 +168,16 @@ class RewardEnsemble:
         size = _check_pos_int("size (ensemble size)", size)
         seed = _check_pos_int("seed", seed, 0)
         return cls([RewardNet.for_env(env, hidden=hidden, seed=seed + k, **kwargs) for k in range(size)], reduce)
+
+    @classmethod
+    def from_net(cls, net: RewardNet, normalizer: RewardNormalizer | None = None) -> RewardEnsemble:
+        """A one-member ensemble: ``net`` with ``normalizer``'s mean and std (None: the identity) (notebooks 05-06)."""
+        ens = cls([V.instance("net", net, RewardNet)])
+        if normalizer is not None:
+            V.instance("normalizer", normalizer, RewardNormalizer, "RewardNormalizer or None")
+            ens.means = np.array([normalizer.mean])
+            ens.stds = np.array([normalizer.std / normalizer.target_std])
+        return ens
 
     def __len__(self) -> int:
         return len(self.members)
@@ -262,68 +292,63 @@ class RewardEnsemble:
             patience = _check_pos_int("patience", patience)
         if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        score_weight = V.number("score_weight", score_weight, 0)
         t = train.tensors()
         vt = val.tensors() if val is not None else None
+        st = _scored_tensors(scored)
         n = len(train)
-        st = None
-        if scored is not None:
-            if not (isinstance(scored, (tuple, list)) and len(scored) == 2):
-                raise TypeError("scored must be a pair (segments, targets)")
-            segs = _check_segments("scored segments", scored[0])
-            y = np.asarray(scored[1], dtype=np.float32)
-            if y.shape != (len(segs),) or not (np.isfinite(y).all() and (y >= 0).all() and (y <= 1).all()):
-                raise ValueError(f"scored targets must be {len(segs)} numbers in [0, 1], got shape {y.shape}")
-            obs_s, act_s = _stack_segments(segs)
-            st = {"obs": obs_s, "actions": act_s, "y": torch.as_tensor(y)}
         rng = np.random.default_rng(_check_pos_int("seed", seed, 0))
         histories = []
         for net in self.members:
             idx = torch.as_tensor(rng.integers(0, n, n) if bootstrap else np.arange(n))
             data = {key: v[idx] for key, v in t.items()}
             gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-            opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-            hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
-            best, best_state, since = math.inf, None, 0
+            scores = None
             if st is not None:
                 s_idx = torch.as_tensor(rng.integers(0, len(st["y"]), len(st["y"])) if bootstrap
                                         else np.arange(len(st["y"])))
-                sdata = {key: v[s_idx] for key, v in st.items()}
-                s_perm, s_pos = torch.randperm(len(s_idx), generator=gen), 0
-            for epoch in range(epochs):
-                net.train()
-                perm = torch.randperm(n, generator=gen)
-                total = 0.0
-                for s in range(0, n, batch_size):
-                    b = perm[s:s + batch_size]
-                    loss = compare_loss(net, data["obs_a"][b], data["actions_a"][b], data["obs_b"][b],
-                                        data["actions_b"][b], data["labels"][b], self.reduce)
-                    if st is not None:
-                        if s_pos >= len(s_perm):
-                            s_perm, s_pos = torch.randperm(len(s_idx), generator=gen), 0
-                        sb = s_perm[s_pos:s_pos + batch_size]
-                        s_pos += batch_size
-                        pred = net(sdata["obs"][sb], sdata["actions"][sb]).mean(-1)
-                        loss = loss + score_weight * ((pred - sdata["y"][sb]) ** 2).mean()
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(b)
-                hist["train_loss"].append(total / n)
-                if vt is not None:
-                    v = self._loss(net, vt)
-                    hist["val_loss"].append(v)
-                    if v < best:
-                        best, best_state, since, hist["best_epoch"] = v, copy.deepcopy(net.state_dict()), 0, epoch
-                    else:
-                        since += 1
-                        if patience is not None and since >= patience:
-                            break
-            if best_state is not None:
-                net.load_state_dict(best_state)
-            net.eval()
-            hist["epochs_run"] = len(hist["train_loss"])
-            histories.append(hist)
+                scores = _ScoreBatches({key: v[s_idx] for key, v in st.items()}, batch_size, gen)
+            opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+            histories.append(self._fit_member(net, opt, data, vt, scores, gen, epochs, batch_size, patience,
+                                              score_weight))
         return histories
+
+    def _fit_member(self, net: RewardNet, opt, data: dict, vt: dict | None, scores, gen, epochs: int,
+                    batch_size: int, patience: int | None, score_weight: float) -> dict:
+        """One member's epochs with early stopping on ``vt``; keeps the best weights."""
+        hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
+        best, best_state, since = math.inf, None, 0
+        n = len(data["labels"])
+        for epoch in range(epochs):
+            net.train()
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for s in range(0, n, batch_size):
+                b = perm[s:s + batch_size]
+                loss = compare_loss(net, data["obs_a"][b], data["actions_a"][b], data["obs_b"][b],
+                                    data["actions_b"][b], data["labels"][b], self.reduce)
+                if scores is not None:  # the seed's λ₁ L_score on the next minibatch of scored segments
+                    sb = scores.next()
+                    loss = loss + score_weight * ((net(sb["obs"], sb["actions"]).mean(-1) - sb["y"]) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(V.check_finite_loss(loss.detach(), epoch, "the reward ensemble's loss")) * len(b)
+            hist["train_loss"].append(total / n)
+            if vt is not None:
+                v = self._loss(net, vt)
+                hist["val_loss"].append(v)
+                if v < best:
+                    best, best_state, since, hist["best_epoch"] = v, copy.deepcopy(net.state_dict()), 0, epoch
+                else:
+                    since += 1
+                    if patience is not None and since >= patience:
+                        break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        hist["epochs_run"] = len(hist["train_loss"])
+        return hist
 
     @torch.no_grad()
     def _loss(self, net: RewardNet, t: dict) -> float:
@@ -362,32 +387,41 @@ def select_queries(ensemble: RewardEnsemble, candidate_pairs: Sequence[tuple[Seg
 
 
 # --------------------------------------------------------------------------- the env wrapper
-class EnsembleRewardVectorWrapper(gym.vector.VectorWrapper):
-    """A vector env whose reward is the ensemble's normalized mean r̂(s_t, a_t) (notebook 06).
+class LearnedRewardVectorWrapper(gym.vector.VectorWrapper):
+    """A vector env whose reward is a learned r̂(s_t, a_t): the env PPO and SAC train in (notebook 06).
 
-    ``info["true_reward"]`` keeps the env's true reward (so ``RolloutCollector`` and
-    ``train_ppo`` report the true return) and ``info["learned_reward"]`` the reward given. With
-    Gymnasium's ``NEXT_STEP`` auto-reset (required) the reset step gets reward 0. The wrapper
-    also records every finished episode (``obs``, ``actions``, true ``rewards``, as
-    :func:`rlhf_tutorial.feedback.rollout_episodes` returns them); :meth:`pop_episodes` hands
-    them over for cutting into segments. The ensemble is read at every step, so refitting it
-    changes the reward from the next step on. ``uncertainty_penalty`` β > 0 gives PPO the
-    pessimistic reward mean − β·std over the members (:meth:`RewardEnsemble.reward`).
+    The seed's §3.3.1, r_t = r̂_θ*(s_t, a_t). ``reward_model`` is a :class:`RewardEnsemble` (the
+    reward is the mean of its normalized members, minus ``uncertainty_penalty`` β times their
+    std: :meth:`RewardEnsemble.reward`) or one :class:`~rlhf_tutorial.reward_model.RewardNet`
+    with an optional :class:`~rlhf_tutorial.reward_model.RewardNormalizer` (a one-member
+    ensemble, :meth:`RewardEnsemble.from_net`). The ensemble is read at every step, so refitting
+    it changes the reward from the next step on. A net of the state only (``use_action=False``)
+    works with any action space (Pendulum's torques too).
+
+    ``info["true_reward"]`` keeps the env's true reward (so ``RolloutCollector``, ``train_ppo``
+    and ``train_sac`` report the true return) and ``info["learned_reward"]`` the reward given.
+    With Gymnasium's ``NEXT_STEP`` auto-reset the reset step gets reward 0. With
+    ``record_episodes=True`` (needs ``NEXT_STEP``) every finished episode is kept (``obs``,
+    ``actions``, true ``rewards``, as :func:`rlhf_tutorial.feedback.rollout_episodes` returns
+    them) until :meth:`pop_episodes` hands them over for cutting into segments.
     """
 
-    def __init__(self, env: gym.vector.VectorEnv, ensemble: RewardEnsemble, uncertainty_penalty: float = 0.0):
+    def __init__(self, env: gym.vector.VectorEnv, reward_model, normalizer=None, uncertainty_penalty: float = 0.0,
+                 record_episodes: bool = False):
         super().__init__(env)
-        if not isinstance(ensemble, RewardEnsemble):
-            raise TypeError(f"ensemble must be a RewardEnsemble, got {type(ensemble).__name__}")
-        if isinstance(uncertainty_penalty, bool) or not isinstance(uncertainty_penalty, (int, float)) or not (
-                math.isfinite(uncertainty_penalty) and uncertainty_penalty >= 0):
-            raise ValueError(f"uncertainty_penalty must be a finite number >= 0, got {uncertainty_penalty!r}")
-        self.uncertainty_penalty = float(uncertainty_penalty)
-        ensemble.check_env(env)
+        if isinstance(reward_model, RewardNet):
+            reward_model = RewardEnsemble.from_net(reward_model, normalizer)
+        elif normalizer is not None:
+            raise ValueError("normalizer is for a single RewardNet; a RewardEnsemble normalizes its members itself")
+        self.ensemble = V.instance("reward_model", reward_model, RewardEnsemble, "RewardEnsemble or RewardNet")
+        self.uncertainty_penalty = V.number("uncertainty_penalty", uncertainty_penalty, 0)
+        self.record = V.boolean("record_episodes", record_episodes)
+        reward_model.check_env(env)
         mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
-        if str(getattr(mode, "value", mode)) != gym.vector.AutoresetMode.NEXT_STEP.value:
-            raise ValueError(f"EnsembleRewardVectorWrapper needs autoreset_mode NEXT_STEP, got {mode}")
-        self.ensemble = ensemble
+        self._next_step = str(getattr(mode, "value", mode)) == gym.vector.AutoresetMode.NEXT_STEP.value
+        if self.record and not self._next_step:
+            raise ValueError(f"record_episodes=True needs autoreset_mode NEXT_STEP, got {mode}")
+        self._use_action = reward_model.members[0].use_action
         self._last_obs, self._prev_done = None, None
         self._bufs: list[dict] = []
         self.finished: list[dict] = []
@@ -403,38 +437,73 @@ class EnsembleRewardVectorWrapper(gym.vector.VectorWrapper):
             raise RuntimeError("call reset() before step()")
         obs_in = np.asarray(self._last_obs, dtype=np.float32).reshape(self.num_envs, -1)
         acts = np.asarray(actions)
-        learned = self.ensemble.reward(obs_in, torch.as_tensor(acts).long(),
-                                       self.uncertainty_penalty).astype(np.float32)
+        act_in = torch.as_tensor(acts).long() if self._use_action else None
+        learned = self.ensemble.reward(obs_in, act_in, self.uncertainty_penalty).astype(np.float32)
         obs, reward, terminated, truncated, info = self.env.step(actions)
         info = dict(info)
         true = np.asarray(info.get("true_reward", reward), dtype=np.float32)
         info["true_reward"] = true
-        learned = np.where(self._prev_done, np.float32(0.0), learned)
+        if self._next_step:
+            learned = np.where(self._prev_done, np.float32(0.0), learned)
         info["learned_reward"] = learned
         done = np.asarray(terminated) | np.asarray(truncated)
+        if self.record:
+            self._record(obs_in, acts, true, done)
+        self._last_obs = obs
+        self._prev_done = done & ~self._prev_done if self._next_step else done
+        return obs, learned, terminated, truncated, info
+
+    def _record(self, obs_in, acts, true, done) -> None:
         for i in range(self.num_envs):
             if self._prev_done[i]:  # the auto-reset step: not part of any episode
                 continue
             b = self._bufs[i]
             b["obs"].append(obs_in[i])
-            b["actions"].append(int(acts[i]))
+            b["actions"].append(acts[i])
             b["rewards"].append(float(true[i]))
             if done[i]:
-                self.finished.append({"obs": np.stack(b["obs"]), "actions": np.asarray(b["actions"], dtype=np.int64),
+                self.finished.append({"obs": np.stack(b["obs"]), "actions": np.asarray(b["actions"]),
                                       "rewards": np.asarray(b["rewards"], dtype=np.float32)})
                 self._bufs[i] = {"obs": [], "actions": [], "rewards": []}
-        self._last_obs, self._prev_done = obs, done & ~self._prev_done
-        return obs, learned, terminated, truncated, info
 
     def pop_episodes(self) -> list[dict]:
-        """The episodes finished since the last call (and forget them)."""
+        """The episodes finished since the last call (and forget them); empty unless ``record_episodes``."""
         out, self.finished = self.finished, []
         return out
 
 
+def state_segments(policies: dict, segment_length: int = 50, episodes_per_policy: int = 4,
+                   env_id: str = "Pendulum-v1", seed: int = 0) -> list[Segment]:
+    """Segments of the *state* only, for a reward r̂(s) on a task with continuous actions (notebook 06).
+
+    Like :func:`rlhf_tutorial.feedback.collect_segments` (``policies`` maps a name to
+    ``act(obs batch) -> action batch``), but the actions are stored as 0: a
+    :class:`~rlhf_tutorial.feedback.Segment` holds discrete actions, and a net of the state only
+    (``RewardNet(..., use_action=False)``) never reads them. For fixed-horizon tasks (all episodes
+    of a policy end together at the time limit, as Pendulum-v1's 200 steps).
+    """
+    out: list[Segment] = []
+    for k, (name, act) in enumerate(V.instance("policies", policies, dict).items()):
+        venv = make_vec_env(env_id, V.integer("episodes_per_policy", episodes_per_policy, low=1))
+        obs, _ = venv.reset(seed=V.integer("seed", seed, low=0) + 1000 * k)
+        steps_obs, steps_rew, done = [], [], np.zeros(venv.num_envs, dtype=bool)
+        while not done.all() and len(steps_obs) < 100_000:
+            next_obs, r, term, trunc, _ = venv.step(act(obs))
+            steps_obs.append(np.asarray(obs, dtype=np.float32))
+            steps_rew.append(np.asarray(r, dtype=np.float32))
+            done |= np.asarray(term) | np.asarray(trunc)
+            obs = next_obs
+        venv.close()
+        o, r = np.stack(steps_obs, 1), np.stack(steps_rew, 1)  # (episodes, T, obs_dim), (episodes, T)
+        for i in range(o.shape[0]):
+            ep = {"obs": o[i], "actions": np.zeros(o.shape[1], dtype=np.int64), "rewards": r[i]}
+            out += cut_segments(ep, segment_length, env_id=env_id, source=name)
+    return out
+
+
 # --------------------------------------------------------------------------- configuration
 def _task_ppo() -> PPOConfig:
-    return replace(task_envs.TASK_PPO_CONFIG)
+    return replace(TASK_PPO_CONFIG)
 
 
 @dataclass
@@ -442,7 +511,7 @@ class PreferenceLoopConfig:
     """Every knob of :func:`run_preference_loop` (notebook 06), CleanRL style: one line of help each.
 
     PPO itself uses ``ppo`` (default: the task's true-reward settings,
-    :data:`rlhf_tutorial.envs.TASK_PPO_CONFIG`) with ``env_id``, ``seed`` and ``total_timesteps``
+    :data:`rlhf_tutorial.ppo.TASK_PPO_CONFIG`) with ``env_id``, ``seed`` and ``total_timesteps``
     taken from here, so a comparison with true-reward PPO at the same env steps is one line.
     """
 
@@ -479,52 +548,42 @@ class PreferenceLoopConfig:
     max_restarts: int = 2  # at most this many restarts
     feedback_mix: tuple = (0.0, 1.0, 0.0)  # shares of the budget for (scores, comparisons, comments); mixed loss λ = 1
 
+    def __post_init__(self):
+        self.validate()
+
     def validate(self) -> None:
-        if not isinstance(self.ppo, PPOConfig):
-            raise TypeError(f"ppo must be a PPOConfig, got {type(self.ppo).__name__}")
-        if not isinstance(self.env_id, str) or not self.env_id:
-            raise TypeError(f"env_id must be a Gymnasium id (a non-empty string), got {self.env_id!r}")
-        _check_pos_int("seed", self.seed, 0)
-        _check_pos_int("total_timesteps", self.total_timesteps)
-        if isinstance(self.label_budget, bool) or not isinstance(self.label_budget, (int, np.integer)):
-            raise TypeError(f"label_budget must be an int, got {type(self.label_budget).__name__}")
-        if self.label_budget < 1:
-            raise ValueError(f"label_budget must be >= 1 (comparisons to ask), got {self.label_budget}")
-        _check_pos_int("segment_length", self.segment_length)
-        _check_fraction("epsilon", self.epsilon)
-        if isinstance(self.ensemble_size, bool) or not isinstance(self.ensemble_size, (int, np.integer)):
-            raise TypeError(f"ensemble_size must be an int, got {type(self.ensemble_size).__name__}")
-        if self.ensemble_size < 1:
-            raise ValueError(f"ensemble_size must be >= 1, got {self.ensemble_size}")
-        if self.query_method not in QUERY_METHODS:
-            raise ValueError(f"query_method must be one of {QUERY_METHODS}, got {self.query_method!r}")
-        for name in ("candidate_factor", "pool_size", "initial_steps", "label_phases", "phase_steps",
-                     "reward_epochs", "reward_batch_size", "reward_patience", "eval_episodes"):
-            _check_pos_int(name, getattr(self, name))
-        _check_pos_int("eval_every", self.eval_every, 0)
-        _check_fraction("initial_label_fraction", self.initial_label_fraction)
-        _check_fraction("val_fraction", self.val_fraction, high_open=True)
-        if not (isinstance(self.label_decay_steps, (int, float)) and self.label_decay_steps > 0):
-            raise ValueError(f"label_decay_steps must be a number > 0, got {self.label_decay_steps!r}")
-        if not (isinstance(self.reward_lr, (int, float)) and self.reward_lr > 0):
-            raise ValueError(f"reward_lr must be a number > 0, got {self.reward_lr!r}")
-        if self.compare_reduce not in REDUCTIONS:
-            raise ValueError(f"compare_reduce must be one of {REDUCTIONS}, got {self.compare_reduce!r}")
-        if isinstance(self.uncertainty_penalty, bool) or not isinstance(self.uncertainty_penalty, (int, float)) \
-                or not (math.isfinite(self.uncertainty_penalty) and self.uncertainty_penalty >= 0):
-            raise ValueError(f"uncertainty_penalty must be a finite number >= 0, got {self.uncertainty_penalty!r}")
-        if self.restart_margin is not None and not (isinstance(self.restart_margin, (int, float)) and
-                                                    math.isfinite(self.restart_margin) and self.restart_margin >= 0):
-            raise ValueError(f"restart_margin must be None or a finite number >= 0, got {self.restart_margin!r}")
-        _check_pos_int("max_restarts", self.max_restarts, 0)
-        mix = self.feedback_mix
-        if not (isinstance(mix, (tuple, list)) and len(mix) == 3 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in mix)
-                and mix[1] > 0):
-            raise ValueError(f"feedback_mix must be 3 shares >= 0 (scores, comparisons, comments) with "
-                             f"comparisons > 0, got {mix!r}")
-        if self.normalize_on not in ("labelled", "recent"):
-            raise ValueError(f"normalize_on must be 'labelled' or 'recent', got {self.normalize_on!r}")
+        """Check every field (``TypeError`` for a wrong type, ``ValueError`` for a wrong value, naming it)."""
+        V.instance("ppo", self.ppo, PPOConfig)
+        V.text("env_id", self.env_id)
+        V.integer("seed", self.seed, low=0)
+        for name in ("total_timesteps", "label_budget", "segment_length", "ensemble_size", "candidate_factor",
+                     "pool_size", "initial_steps", "label_phases", "phase_steps", "reward_epochs",
+                     "reward_batch_size", "reward_patience", "eval_episodes"):
+            V.integer(name, getattr(self, name), low=1)
+        V.integer("eval_every", self.eval_every, low=0)
+        V.integer("max_restarts", self.max_restarts, low=0)
+        V.probability("epsilon", self.epsilon)
+        V.probability("initial_label_fraction", self.initial_label_fraction)
+        V.probability("val_fraction", self.val_fraction, high_open=True)
+        for name in ("label_decay_steps", "reward_lr"):
+            V.positive(name, getattr(self, name))
+        V.number("uncertainty_penalty", self.uncertainty_penalty, 0)
+        if self.restart_margin is not None:
+            V.number("restart_margin", self.restart_margin, 0)
+        V.one_of("query_method", self.query_method, QUERY_METHODS)
+        V.one_of("compare_reduce", self.compare_reduce, REDUCTIONS)
+        V.one_of("normalize_on", self.normalize_on, ("labelled", "recent"))
+        V.boolean("reward_use_action", self.reward_use_action)
+        V.boolean("reset_critic", self.reset_critic)
+        mix = V.instance("feedback_mix", self.feedback_mix, (tuple, list), "tuple (scores, comparisons, comments)")
+        if len(mix) != 3:
+            raise ValueError(f"feedback_mix must be 3 shares (scores, comparisons, comments), got {mix!r}")
+        for k, v in enumerate(mix):
+            V.number(f"feedback_mix[{k}]", v, 0)
+        V.number("feedback_mix[1] (the comparisons' share)", mix[1], 0, low_open=True)
+        self._check_segment_fits()
+
+    def _check_segment_fits(self) -> None:
         ppo = replace(self.ppo, env_id=self.env_id, seed=self.seed, total_timesteps=self.total_timesteps)
         ppo.validate()
         per_env = self.initial_steps // ppo.num_envs
@@ -559,9 +618,12 @@ def label_schedule(config: PreferenceLoopConfig) -> list[int]:
     return [first] + [int(c) for c in counts]
 
 
-# --------------------------------------------------------------------------- the loop
-def _random_pairs(pool: list[Segment], n: int, rng: np.random.Generator) -> list[tuple[Segment, Segment]]:
-    m = len(pool)
+# --------------------------------------------------------------------------- the loop, as its named steps
+def random_pairs(pool: list[Segment], n: int, rng: np.random.Generator) -> list[tuple[Segment, Segment]]:
+    """Up to ``n`` distinct random pairs of different segments of ``pool``: the candidates of step 3 (notebook 06)."""
+    V.integer("n", n, low=0)
+    V.instance("rng", rng, np.random.Generator, "numpy.random.Generator")
+    m = len(V.instance("pool", pool, (list, tuple), "list of Segment"))
     if m < 2:
         return []
     i = rng.integers(0, m, n)
@@ -575,239 +637,322 @@ def _random_pairs(pool: list[Segment], n: int, rng: np.random.Generator) -> list
     return pairs
 
 
-def _reset_critic(agent: ActorCritic, obs_dim: int, n_actions: int, hidden, seed: int) -> None:
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        fresh = ActorCritic(obs_dim, n_actions, hidden)
-    with torch.no_grad():
-        agent.critic.load_state_dict(fresh.critic.state_dict())
-
-
 def _dataset(triples: list) -> ComparisonDataset | None:
     if not triples or all(y == 0.5 for _, _, y in triples):
         return None
     return ComparisonDataset([a for a, _, _ in triples], [b for _, b, _ in triples], [y for _, _, y in triples])
 
 
-def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Callable[[dict], None] | None = None,
-                        progress: bool = True, ensemble: RewardEnsemble | None = None, scorer=None,
-                        initial_labels: ComparisonDataset | None = None):
-    """Christiano et al.'s online RLHF loop on a Gymnasium task; returns ``(agent, ensemble, history)``.
+class PreferenceModel(NamedTuple):
+    """What :func:`run_preference_loop` learns: the policy π_φ and the reward ensemble r̂ (notebook 06)."""
 
-    Notebook 06 (the seed's §3.3.3). See the module docstring for the steps and
-    :class:`PreferenceLoopConfig` for the settings. ``ensemble`` (optional) is a ready
-    :class:`RewardEnsemble`; it must fit the env (else ``ValueError``). With comments in
-    ``config.feedback_mix``, ``scorer`` (a :class:`~rlhf_tutorial.language.LanguageScorer`, or any
-    ``list[str] -> scores``) turns them into scores. ``initial_labels`` (optional): comparisons a
-    person gave beforehand (e.g. with the widget of notebook 04); they join the labels of phase 0
-    and count towards the budget (the synthetic human asks only the rest). The default ensemble
-    uses r̂(s) (``reward_use_action=False``): on this task the action carries almost no
-    information about the reward, and with r̂(s, a) a small bias towards one action, learned
-    from a few noisy labels, was the easiest thing for PPO to exploit (seed 1 collapsed to
-    "always push one way", true return 18, for the first 30k steps and ended at 79 of 199). ``callback`` receives, after
-    every PPO update, a dict with ``global_step``, ``labels`` (asked so far), ``phase``, the PPO
-    diagnostics and, after a refit, ``spearman``.
+    policy: ActorCritic
+    reward: RewardEnsemble
 
-    ``history`` holds lists: per update ``global_step``, ``labels``, ``approx_kl``, ``clipfrac``,
-    ``entropy``; per finished training episode ``episode_step`` and ``episode_true_return``
-    (the TRUE return); per evaluation ``eval_step``, ``eval_labels``, ``eval_return`` (TRUE return
-    of the greedy policy, mean of ``eval_episodes``); per labelling phase ``phase_step``,
-    ``phase_labels`` (asked in the phase), ``labels_total``, ``spearman`` (rank correlation of the
-    ensemble's Σ r̂ with the true return on that phase's fresh, not yet labelled segments, before
-    the refit), ``tie_rate``, ``val_loss`` (mean over members after the refit); and at the end
-    ``final_return``, ``labels_used``, ``seconds`` and ``config``.
-    """
-    cfg = config or PreferenceLoopConfig()
-    if not isinstance(cfg, PreferenceLoopConfig):
-        raise TypeError(f"config must be a PreferenceLoopConfig, got {type(cfg).__name__}")
-    cfg.validate()
-    if initial_labels is not None and not isinstance(initial_labels, ComparisonDataset):
-        raise TypeError(f"initial_labels must be a ComparisonDataset or None, got {type(initial_labels).__name__}")
-    if cfg.feedback_mix[2] > 0 and scorer is None:
-        raise ValueError("feedback_mix asks for comments: pass scorer= (e.g. rlhf_tutorial.language.LanguageScorer())")
-    ppo = replace(cfg.ppo, env_id=cfg.env_id, seed=cfg.seed, total_timesteps=cfg.total_timesteps)
-    t_start = time.perf_counter()
-    torch.set_num_threads(ppo.torch_threads)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
 
-    base = make_vec_env(cfg.env_id, ppo.num_envs, **ppo.env_kwargs)
-    horizon = getattr(base, "max_episode_steps", None) or getattr(base, "horizon", None)
-    if horizon is not None and cfg.segment_length > int(horizon):
-        base.close()
-        raise ValueError(f"segment_length={cfg.segment_length} is longer than an episode of {cfg.env_id} "
-                         f"({horizon} steps)")
-    if ensemble is None:
-        ensemble = RewardEnsemble.for_env(base, cfg.ensemble_size, cfg.reward_hidden, seed=cfg.seed,
-                                          reduce=cfg.compare_reduce, use_action=cfg.reward_use_action)
-    elif not isinstance(ensemble, RewardEnsemble):
-        base.close()
-        raise TypeError(f"ensemble must be a RewardEnsemble or None, got {type(ensemble).__name__}")
-    try:
-        envs = EnsembleRewardVectorWrapper(base, ensemble, cfg.uncertainty_penalty)
-    except ValueError:
-        base.close()
-        raise
-    n_actions = require_discrete(envs.single_action_space, "run_preference_loop")
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    agent = ActorCritic(obs_dim, n_actions, ppo.hidden)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps)
-    collector = RolloutCollector(envs, seed=cfg.seed)
-    labeler = ComparisonLabeler(epsilon=cfg.epsilon, seed=cfg.seed)
-    score_labeler, speaker = ScoreLabeler(seed=cfg.seed), LanguageLabeler(seed=cfg.seed)
-    mix = np.asarray(cfg.feedback_mix, dtype=float) / float(np.sum(cfg.feedback_mix))
-    scored: list = []  # (segment, y in [0, 1]) from ratings and from comments
-    schedule = label_schedule(cfg)
-    if initial_labels is not None:
-        given = [(initial_labels.segments_a[i], initial_labels.segments_b[i], float(initial_labels.labels[i]))
-                 for i in range(len(initial_labels))]
-        for seg in (x for a, b, _ in given for x in (a, b)):
-            if len(seg) != cfg.segment_length:
-                raise ValueError(f"initial_labels has a segment of {len(seg)} steps; this loop cuts segments of "
-                                 f"segment_length={cfg.segment_length}")
-        left = max(0, cfg.label_budget - len(given))
-        schedule = label_schedule(replace(cfg, label_budget=max(1, left)))
-        if left == 0:
-            schedule = [0] * len(schedule)
+class _Loop:
+    """The loop's state between its steps (notebook 06): env, agent, human, labels so far, history."""
 
-    hist: dict = {k: [] for k in ("global_step", "labels", "approx_kl", "clipfrac", "entropy", "episode_step",
-                                  "episode_true_return", "eval_step", "eval_labels", "eval_return", "eval_seconds", "phase_step",
-                                  "phase_labels", "labels_total", "spearman", "tie_rate", "val_loss")}
-    hist["config"] = asdict(cfg)
-    hist["schedule"] = schedule
-    train_set: list = []
-    val_set: list = []
-    pool: list[Segment] = []
+    def __init__(self, cfg: PreferenceLoopConfig, ensemble, scorer, initial_labels):
+        self.cfg, self.scorer = cfg, scorer
+        self.ppo = ppo = replace(cfg.ppo, env_id=cfg.env_id, seed=cfg.seed, total_timesteps=cfg.total_timesteps)
+        self.t_start = time.perf_counter()
+        torch.set_num_threads(ppo.torch_threads)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        base = make_vec_env(cfg.env_id, ppo.num_envs, **ppo.env_kwargs)
+        try:
+            horizon = getattr(base, "max_episode_steps", None) or getattr(base, "horizon", None)
+            if horizon is not None and cfg.segment_length > int(horizon):
+                raise ValueError(f"segment_length={cfg.segment_length} is longer than an episode of {cfg.env_id} "
+                                 f"({horizon} steps)")
+            if ensemble is None:
+                ensemble = RewardEnsemble.for_env(base, cfg.ensemble_size, cfg.reward_hidden, seed=cfg.seed,
+                                                  reduce=cfg.compare_reduce, use_action=cfg.reward_use_action)
+            V.instance("ensemble", ensemble, RewardEnsemble, "RewardEnsemble or None")
+            self.envs = LearnedRewardVectorWrapper(base, ensemble, uncertainty_penalty=cfg.uncertainty_penalty,
+                                                   record_episodes=True)
+        except (TypeError, ValueError):
+            base.close()
+            raise
+        self.ensemble = ensemble
+        self.n_actions = require_discrete(self.envs.single_action_space, "run_preference_loop")
+        self.obs_dim = int(np.prod(self.envs.single_observation_space.shape))
+        self.agent = ActorCritic(self.obs_dim, self.n_actions, ppo.hidden)
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps)
+        self.collector = RolloutCollector(self.envs, seed=cfg.seed)
+        self.human = ComparisonLabeler(epsilon=cfg.epsilon, seed=cfg.seed)
+        self.rater, self.speaker = ScoreLabeler(seed=cfg.seed), LanguageLabeler(seed=cfg.seed)
+        self.mix = np.asarray(cfg.feedback_mix, dtype=float) / float(np.sum(cfg.feedback_mix))
+        self.given = _given_labels(initial_labels, cfg.segment_length)
+        self.schedule = label_schedule(cfg)
+        if self.given:
+            left = max(0, cfg.label_budget - len(self.given))
+            self.schedule = label_schedule(replace(cfg, label_budget=max(1, left)))
+            if left == 0:
+                self.schedule = [0] * len(self.schedule)
+        self.train_set: list = []  # (τ1, τ2, y) the members train on
+        self.val_set: list = []  # (τ1, τ2, y) held out for early stopping
+        self.scored: list = []  # (τ, y in [0, 1]) from ratings and comments
+        self.pool: list[Segment] = []  # the most recent segments, where queries come from
+        self.initial: list[Segment] = []  # the untrained policy's segments (the restart's yardstick)
+        self.restarts: list[int] = []
+        self.hist: dict = {k: [] for k in _LOOP_HISTORY}
+        self.hist["config"] = asdict(cfg)
+        self.hist["schedule"] = self.schedule
 
-    def evaluate() -> float:
-        return float(evaluate_policy(lambda o: agent.act(o, deterministic=True), cfg.env_id, cfg.eval_episodes,
-                                     seed=10_000 + cfg.seed, env_kwargs=ppo.env_kwargs).mean())
+    @property
+    def step(self) -> int:
+        return self.collector.global_step
 
-    initial: list[Segment] = []
-    restarts: list[int] = []
+    @property
+    def n_labels(self) -> int:
+        return len(self.train_set) + len(self.val_set) + len(self.scored)
 
-    def mean_reward(segments: list[Segment]) -> float:
+    def evaluate(self) -> float:
+        """The TRUE return of the greedy policy (the loop itself never sees it)."""
+        return float(evaluate_policy(lambda o: self.agent.act(o, deterministic=True), self.cfg.env_id,
+                                     self.cfg.eval_episodes, seed=10_000 + self.cfg.seed,
+                                     env_kwargs=self.ppo.env_kwargs).mean())
+
+    def mean_reward(self, segments: list[Segment]) -> float:
         obs = np.concatenate([s.obs for s in segments])
         act = torch.as_tensor(np.concatenate([s.actions for s in segments]))
-        return float(ensemble.reward(obs, act, cfg.uncertainty_penalty).mean())
+        return float(self.ensemble.reward(obs, act, self.cfg.uncertainty_penalty).mean())
 
-    def labelling_phase(phase: int) -> dict:
-        nonlocal pool
-        fresh = [s for ep in envs.pop_episodes()
-                 for s in cut_segments(ep, cfg.segment_length, env_id=cfg.env_id, source=f"phase{phase}")]
-        out: dict = {"phase": phase}
-        if len(fresh) >= 2:
-            out["spearman"] = spearman(ensemble.segment_returns(fresh).mean(0), [s.true_return for s in fresh])
-        pool = (pool + fresh)[-cfg.pool_size:]
-        if phase == 0:
-            initial.extend(fresh)
-            if initial_labels is not None:
-                for a, b, y in given:
-                    (val_set if rng.random() < cfg.val_fraction else train_set).append((a, b, y))
-        n = schedule[phase]
-        n_score, n_text = int(math.floor(mix[0] * n)), int(math.floor(mix[2] * n))  # comparisons keep >= 1
-        if n_score + n_text:  # ratings and comments on the segments the members disagree on most
-            idx = rng.choice(len(pool), min(len(pool), cfg.candidate_factor * (n_score + n_text)), replace=False)
-            spread = ensemble.segment_returns([pool[i] for i in idx], normalized=True).std(0)
-            order = idx if phase == 0 else idx[np.argsort(-spread, kind="stable")]
-            rated, commented = order[:n_score], order[n_score:n_score + n_text]
-            scored.extend((pool[i], score_labeler.label(pool[i])) for i in rated)
-            if len(commented):
-                texts = [speaker.label(pool[i]) for i in commented]
-                ys = np.clip(np.asarray(scorer(texts) if callable(scorer) else scorer.score(texts), float), 0, 1)
-                scored.extend((pool[i], float(y)) for i, y in zip(commented, ys))
-            n = n - n_score - n_text
-        cands = _random_pairs(pool, cfg.candidate_factor * n, rng) if n > 0 else []
-        given_now = phase == 0 and initial_labels is not None
-        if not cands and not given_now and not n_score + n_text:
-            return out
-        method = "random" if phase == 0 else cfg.query_method  # untrained nets: disagreement means nothing
-        chosen = select_queries(ensemble, cands, n, method, seed=int(rng.integers(2**31))) if cands else []
-        for i in chosen:
-            a, b = cands[i]
-            y = labeler.label(a, b)
-            (val_set if rng.random() < cfg.val_fraction else train_set).append((a, b, y))
-        tr, va = _dataset(train_set), _dataset(val_set)
-        if tr is not None:
-            fits = ensemble.fit(tr, va, epochs=cfg.reward_epochs, batch_size=cfg.reward_batch_size, lr=cfg.reward_lr,
-                                patience=cfg.reward_patience, seed=int(rng.integers(2**31)),
-                                scored=([x for x, _ in scored], [y for _, y in scored]) if scored else None)
-            labelled = [s for a, b, _ in train_set + val_set for s in (a, b)]
-            ensemble.fit_normalizers(labelled if cfg.normalize_on == "labelled" else pool)
-            if cfg.reset_critic and phase > 0:
-                _reset_critic(agent, obs_dim, n_actions, ppo.hidden, cfg.seed + phase)
-            if (cfg.restart_margin is not None and phase > 0 and len(restarts) < cfg.max_restarts and fresh
-                    and initial and mean_reward(fresh) < mean_reward(initial) - cfg.restart_margin):
-                # the policy got worse than the untrained one by the *current* r̂: it converged on an
-                # old, wrong r̂ and its rollouts no longer teach much. Start PPO afresh.
-                with torch.random.fork_rng():
-                    torch.manual_seed(cfg.seed + 7919 * (len(restarts) + 1))
-                    agent.load_state_dict(ActorCritic(obs_dim, n_actions, ppo.hidden).state_dict())
-                optimizer.state.clear()
-                restarts.append(collector.global_step)
-                out["restart"] = True
-            out["val_loss"] = float(np.mean([f["val_loss"][f["best_epoch"]] if f["best_epoch"] >= 0 and
-                                             f["val_loss"] else math.nan for f in fits]))
-        step = collector.global_step
-        hist["phase_step"].append(step)
-        hist["phase_labels"].append(len(chosen) + n_score + n_text)
-        hist["labels_total"].append(len(train_set) + len(val_set) + len(scored))
-        hist["spearman"].append(out.get("spearman", math.nan))
-        hist["tie_rate"].append(float(np.mean([y == 0.5 for _, _, y in train_set + val_set])))
-        hist["val_loss"].append(out.get("val_loss", math.nan))
+
+_LOOP_HISTORY = ("global_step", "labels", "approx_kl", "clipfrac", "entropy", "episode_step", "episode_true_return",
+                 "eval_step", "eval_labels", "eval_return", "eval_seconds", "phase_step", "phase_labels",
+                 "labels_total", "spearman", "tie_rate", "val_loss", "query_phase", "query_return_a", "query_return_b",
+                 "query_label")
+
+
+def _given_labels(initial_labels, segment_length: int) -> list:
+    if initial_labels is None:
+        return []
+    V.instance("initial_labels", initial_labels, ComparisonDataset, "ComparisonDataset or None")
+    given = [(initial_labels.segments_a[i], initial_labels.segments_b[i], float(initial_labels.labels[i]))
+             for i in range(len(initial_labels))]
+    for seg in (x for a, b, _ in given for x in (a, b)):
+        if len(seg) != segment_length:
+            raise ValueError(f"initial_labels has a segment of {len(seg)} steps; this loop cuts segments of "
+                             f"segment_length={segment_length}")
+    return given
+
+
+def _collect_rollouts(loop: _Loop, num_steps: int):
+    """Step 1: π_φ acts in the env whose reward is r̂ (the true return is only logged)."""
+    ro = loop.collector.collect(loop.agent, num_steps)
+    loop.hist["episode_true_return"] += ro.episode_true_returns
+    loop.hist["episode_step"] += [loop.step] * len(ro.episode_true_returns)
+    return ro
+
+
+def _cut_segments(loop: _Loop, phase: int) -> list[Segment]:
+    """Step 2: the episodes finished since the last phase, cut into segments τ of ``segment_length`` steps."""
+    return [s for ep in loop.envs.pop_episodes()
+            for s in cut_segments(ep, loop.cfg.segment_length, env_id=loop.cfg.env_id, source=f"phase{phase}")]
+
+
+def _select_pairs(loop: _Loop, n: int, phase: int) -> list[tuple[Segment, Segment]]:
+    """Step 3: ``candidate_factor``·n random pairs from the pool; keep the n the members disagree on most.
+
+    Phase 0 picks at random: untrained members' disagreement means nothing.
+    """
+    cands = random_pairs(loop.pool, loop.cfg.candidate_factor * n, loop.rng) if n > 0 else []
+    if not cands:
+        return []
+    method = "random" if phase == 0 else loop.cfg.query_method
+    chosen = select_queries(loop.ensemble, cands, n, method, seed=int(loop.rng.integers(2**31)))
+    return [cands[i] for i in chosen]
+
+
+def _ask_human(loop: _Loop, pairs: list, phase: int) -> None:
+    """Step 4: the (synthetic) human labels each pair; a share ``val_fraction`` is held out."""
+    for a, b in pairs:
+        y = loop.human.label(a, b)
+        (loop.val_set if loop.rng.random() < loop.cfg.val_fraction else loop.train_set).append((a, b, y))
+        for k, v in (("query_phase", phase), ("query_return_a", a.true_return), ("query_return_b", b.true_return),
+                     ("query_label", y)):
+            loop.hist[k].append(v)
+
+
+def _rate_and_describe(loop: _Loop, n_score: int, n_text: int, phase: int) -> None:
+    """Step 4 for scores and comments: the segments whose r̂(τ) the members disagree on most."""
+    idx = loop.rng.choice(len(loop.pool), min(len(loop.pool), loop.cfg.candidate_factor * (n_score + n_text)),
+                          replace=False)
+    spread = loop.ensemble.segment_returns([loop.pool[i] for i in idx], normalized=True).std(0)
+    order = idx if phase == 0 else idx[np.argsort(-spread, kind="stable")]
+    rated, commented = order[:n_score], order[n_score:n_score + n_text]
+    loop.scored.extend((loop.pool[i], loop.rater.label(loop.pool[i])) for i in rated)
+    if len(commented):
+        texts = [loop.speaker.label(loop.pool[i]) for i in commented]
+        scorer = loop.scorer
+        ys = np.clip(np.asarray(scorer(texts) if callable(scorer) else scorer.score(texts), float), 0, 1)
+        loop.scored.extend((loop.pool[i], float(y)) for i, y in zip(commented, ys))
+
+
+def _refit_ensemble(loop: _Loop) -> float | None:
+    """Step 5: refit every member on all labels so far, then normalize each; returns the mean val loss."""
+    cfg = loop.cfg
+    tr, va = _dataset(loop.train_set), _dataset(loop.val_set)
+    if tr is None:
+        return None
+    scored = ([x for x, _ in loop.scored], [y for _, y in loop.scored]) if loop.scored else None
+    fits = loop.ensemble.fit(tr, va, epochs=cfg.reward_epochs, batch_size=cfg.reward_batch_size, lr=cfg.reward_lr,
+                             patience=cfg.reward_patience, seed=int(loop.rng.integers(2**31)), scored=scored)
+    labelled = [s for a, b, _ in loop.train_set + loop.val_set for s in (a, b)]
+    loop.ensemble.fit_normalizers(labelled if cfg.normalize_on == "labelled" else loop.pool)
+    return float(np.mean([f["val_loss"][f["best_epoch"]] if f["best_epoch"] >= 0 and f["val_loss"] else math.nan
+                          for f in fits]))
+
+
+def _restart_if_stuck(loop: _Loop, fresh: list[Segment]) -> bool:
+    """Step 7: restart PPO when the *current* r̂ rates its fresh rollouts ``restart_margin`` below the untrained policy's.
+
+    Such a policy converged on an old, wrong r̂, and its rollouts no longer teach much. Labels are kept.
+    """
+    cfg = loop.cfg
+    if (cfg.restart_margin is None or len(loop.restarts) >= cfg.max_restarts or not fresh or not loop.initial
+            or loop.mean_reward(fresh) >= loop.mean_reward(loop.initial) - cfg.restart_margin):
+        return False
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed + 7919 * (len(loop.restarts) + 1))
+        loop.agent.load_state_dict(ActorCritic(loop.obs_dim, loop.n_actions, loop.ppo.hidden).state_dict())
+    loop.optimizer.state.clear()
+    loop.restarts.append(loop.step)
+    return True
+
+
+def _reset_critic(loop: _Loop, phase: int) -> None:
+    with torch.random.fork_rng():
+        torch.manual_seed(loop.cfg.seed + phase)
+        fresh = ActorCritic(loop.obs_dim, loop.n_actions, loop.ppo.hidden)
+    with torch.no_grad():
+        loop.agent.critic.load_state_dict(fresh.critic.state_dict())
+
+
+def _labelling_phase(loop: _Loop, phase: int) -> dict:
+    """Steps 2-5 and 7 at one phase: cut, (rate, describe,) select, ask, refit, decide on a restart."""
+    cfg, out = loop.cfg, {"phase": phase}
+    fresh = _cut_segments(loop, phase)
+    if len(fresh) >= 2:  # how well r̂ ranks the behaviour of *now*, before it is labelled
+        out["spearman"] = spearman(loop.ensemble.segment_returns(fresh).mean(0), [s.true_return for s in fresh])
+    loop.pool = (loop.pool + fresh)[-cfg.pool_size:]
+    if phase == 0:
+        loop.initial.extend(fresh)
+        for a, b, y in loop.given:
+            (loop.val_set if loop.rng.random() < cfg.val_fraction else loop.train_set).append((a, b, y))
+    n = loop.schedule[phase]
+    n_score, n_text = int(math.floor(loop.mix[0] * n)), int(math.floor(loop.mix[2] * n))  # comparisons keep >= 1
+    if n_score + n_text:
+        _rate_and_describe(loop, n_score, n_text, phase)
+    pairs = _select_pairs(loop, n - n_score - n_text, phase)
+    if not pairs and not (phase == 0 and loop.given) and not n_score + n_text:
         return out
+    _ask_human(loop, pairs, phase)
+    val_loss = _refit_ensemble(loop)
+    if val_loss is not None:
+        if cfg.reset_critic and phase > 0:
+            _reset_critic(loop, phase)
+        if phase > 0 and _restart_if_stuck(loop, fresh):
+            out["restart"] = True
+        out["val_loss"] = val_loss
+    h = loop.hist
+    h["phase_step"].append(loop.step)
+    h["phase_labels"].append(len(pairs) + n_score + n_text)
+    h["labels_total"].append(loop.n_labels)
+    h["spearman"].append(out.get("spearman", math.nan))
+    h["tie_rate"].append(float(np.mean([y == 0.5 for _, _, y in loop.train_set + loop.val_set])))
+    h["val_loss"].append(out.get("val_loss", math.nan))
+    if h["tie_rate"][-1] == 1.0 and not loop.scored:
+        warnings.warn("every comparison label so far is a tie (y = 0.5): r̂ learns no ranking and spearman is NaN; "
+                      "use longer segments or a labeler with a smaller tie margin", RuntimeWarning, stacklevel=2)
+    return out
 
+
+def _continue_policy(loop: _Loop, ppo_start: int) -> dict:
+    """Step 6: one PPO update (notebook 03) on a rollout rewarded by the current r̂; agent and optimizer persist."""
+    ppo = loop.ppo
+    frac = 1.0 - (loop.step - ppo_start) / max(1, loop.cfg.total_timesteps - ppo_start)
+    for g in loop.optimizer.param_groups:
+        g["lr"] = ppo.learning_rate * frac if ppo.anneal_lr else ppo.learning_rate
+    ro = _collect_rollouts(loop, ppo.num_steps)
+    batch = rollout_to_batch(ro, ppo.gamma, ppo.gae_lambda, ppo.bootstrap_truncated)
+    stats = ppo_update(loop.agent, loop.optimizer, batch, ppo, ppo.clip_coef * frac if ppo.anneal_clip else ppo.clip_coef)
+    h = loop.hist
+    h["global_step"].append(loop.step)
+    h["labels"].append(loop.n_labels)
+    for k in ("approx_kl", "clipfrac", "entropy"):
+        h[k].append(stats[k])
+    return stats
+
+
+def _record_evaluation(loop: _Loop) -> None:
+    h = loop.hist
+    h["eval_step"].append(loop.step)
+    h["eval_labels"].append(loop.n_labels)
+    h["eval_return"].append(loop.evaluate())
+    h["eval_seconds"].append(time.perf_counter() - loop.t_start)
+
+
+def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Callable[[dict], bool | None] | None = None,
+                        progress: bool = True, ensemble: RewardEnsemble | None = None, scorer=None,
+                        initial_labels: ComparisonDataset | None = None) -> tuple[PreferenceModel, dict]:
+    """Christiano et al.'s online RLHF loop; returns ``((policy, reward_ensemble), history)`` (notebook 06).
+
+    The seed's §3.3.3, as its named steps: 1 collect rollouts with π_φ on r̂, 2 cut segments,
+    3 select queries (disagreement or random), 4 ask the human, 5 refit the ensemble, 6 continue
+    PPO, 7 decide on a restart; settings in :class:`PreferenceLoopConfig`. ``ensemble`` (optional)
+    is a ready :class:`RewardEnsemble` that fits the env. With comments in ``config.feedback_mix``,
+    ``scorer`` (a :class:`~rlhf_tutorial.language.LanguageScorer`, or any ``list[str] -> scores``)
+    turns them into scores. ``initial_labels``: comparisons a person gave beforehand (the widget of
+    notebook 04); they join phase 0's labels and count towards the budget.
+
+    ``callback(info)`` (the trainers' contract) gets, after every PPO update, a dict with
+    ``global_step``, ``labels`` (asked so far), ``phase``, the PPO diagnostics and, after a
+    refit, ``spearman``; returning True stops the loop. ``history`` holds lists: per update
+    ``global_step``, ``labels``, ``approx_kl``, ``clipfrac``, ``entropy``; per training episode
+    ``episode_step``, ``episode_true_return`` (TRUE return); per evaluation ``eval_step``,
+    ``eval_labels``, ``eval_return`` (TRUE return of the greedy policy), ``eval_seconds``; per
+    labelling phase ``phase_step``, ``phase_labels``, ``labels_total``, ``spearman`` (of Σ r̂ with
+    the true return on that phase's fresh segments, before the refit), ``tie_rate``, ``val_loss``;
+    per comparison asked ``query_phase``, ``query_return_a``, ``query_return_b`` (true returns), ``query_label``;
+    ``restarts`` (steps) and ``schedule``; and the scalars ``final_return``, ``labels_used``, ``seconds``.
+    """
+    cfg = PreferenceLoopConfig() if config is None else V.instance("config", config, PreferenceLoopConfig)
+    cfg.validate()
+    V.callable_("callback", callback, allow_none=True)
+    if cfg.feedback_mix[2] > 0 and scorer is None:
+        raise ValueError("feedback_mix asks for comments: pass scorer= (e.g. rlhf_tutorial.language.LanguageScorer())")
+    loop = _Loop(cfg, ensemble, scorer, initial_labels)
     bar = progress_bar(total=cfg.total_timesteps, desc="RLHF loop", disable=not progress)
-    # 0) the untrained policy acts; its segments get the first labels
-    while collector.global_step < min(cfg.initial_steps, cfg.total_timesteps):
-        ro = collector.collect(agent, min(ppo.num_steps, max(1, (cfg.initial_steps - collector.global_step)
-                                                             // ppo.num_envs)))
-        hist["episode_true_return"] += ro.episode_true_returns
-        hist["episode_step"] += [collector.global_step] * len(ro.episode_true_returns)
+    while loop.step < min(cfg.initial_steps, cfg.total_timesteps):  # the untrained policy acts first
+        _collect_rollouts(loop, min(loop.ppo.num_steps, max(1, (cfg.initial_steps - loop.step) // loop.ppo.num_envs)))
     phase = 0
-    info = labelling_phase(phase)
-    bar.update(collector.global_step - bar.n)
-    ppo_start = collector.global_step
-    next_phase = ppo_start + cfg.phase_steps
-    next_eval = cfg.eval_every
-    while collector.global_step < cfg.total_timesteps:
-        frac = 1.0 - (collector.global_step - ppo_start) / max(1, cfg.total_timesteps - ppo_start)
-        lr = ppo.learning_rate * frac if ppo.anneal_lr else ppo.learning_rate
-        clip = ppo.clip_coef * frac if ppo.anneal_clip else ppo.clip_coef
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        ro = collector.collect(agent, ppo.num_steps)  # 1) rollouts, rewarded by the ensemble
-        batch = rollout_to_batch(ro, ppo.gamma, ppo.gae_lambda, ppo.bootstrap_truncated)
-        stats = ppo_update(agent, optimizer, batch, ppo, clip)  # 6) PPO on r̂
-        step = collector.global_step
-        hist["global_step"].append(step)
-        hist["labels"].append(len(train_set) + len(val_set) + len(scored))
-        for k in ("approx_kl", "clipfrac", "entropy"):
-            hist[k].append(stats[k])
-        hist["episode_true_return"] += ro.episode_true_returns
-        hist["episode_step"] += [step] * len(ro.episode_true_returns)
+    _labelling_phase(loop, phase)
+    ppo_start = loop.step
+    next_phase, next_eval = ppo_start + cfg.phase_steps, cfg.eval_every
+    while loop.step < cfg.total_timesteps:
+        stats = _continue_policy(loop, ppo_start)
         info = {}
-        if step >= next_phase and phase < cfg.label_phases:  # 2)-5) segments, queries, labels, refit
-            phase += 1
-            next_phase += cfg.phase_steps
-            info = labelling_phase(phase)
-        elif step >= next_phase:
-            envs.pop_episodes()  # no more labels: forget the episodes
-        if cfg.eval_every and step >= next_eval:
+        if loop.step >= next_phase and phase < cfg.label_phases:
+            phase, next_phase = phase + 1, next_phase + cfg.phase_steps
+            info = _labelling_phase(loop, phase)
+        elif loop.step >= next_phase:
+            loop.envs.pop_episodes()  # no more labels: forget the episodes
+        if cfg.eval_every and loop.step >= next_eval:
             next_eval += cfg.eval_every
-            hist["eval_step"].append(step)
-            hist["eval_labels"].append(len(train_set) + len(val_set) + len(scored))
-            hist["eval_return"].append(evaluate())
-            hist["eval_seconds"].append(time.perf_counter() - t_start)
-            bar.set_postfix(true_return=f"{hist['eval_return'][-1]:.0f}", labels=hist["labels"][-1])
-        bar.update(step - bar.n)
-        if callback is not None:
-            callback({"global_step": step, "labels": hist["labels"][-1], "phase": phase, **stats, **info})
+            _record_evaluation(loop)
+            bar.set_postfix(true_return=f"{loop.hist['eval_return'][-1]:.0f}", labels=loop.n_labels)
+        bar.update(loop.step - bar.n)
+        if callback is not None and callback({"global_step": loop.step, "labels": loop.n_labels, "phase": phase,
+                                              **stats, **info}):
+            break
     bar.close()
-    envs.close()
-    hist["final_return"] = evaluate()
-    hist["labels_used"] = len(train_set) + len(val_set) + len(scored)
-    hist["restarts"] = restarts
-    hist["seconds"] = time.perf_counter() - t_start
-    return agent, ensemble, hist
+    loop.envs.close()
+    h = loop.hist
+    h.update(final_return=loop.evaluate(), labels_used=loop.n_labels, restarts=loop.restarts,
+             seconds=time.perf_counter() - loop.t_start)
+    return PreferenceModel(loop.agent, loop.ensemble), h

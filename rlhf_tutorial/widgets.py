@@ -15,14 +15,18 @@ fill (:attr:`~LabelingWidget.comparisons`, :attr:`~LabelingWidget.scores`,
 :attr:`~LabelingWidget.comments`), so notebook 05 trains a reward model on the learner's own
 labels exactly as on the synthetic ones.
 
-A person's labels are never lost (COURSE.md, principle 5): each answer is appended to
+A person's labels are never lost (docs/DESIGN.md, principle 5): each answer is appended to
 ``answers_path`` as one JSON line the moment it is given, written with a single ``write`` of the
 whole line followed by ``fsync``, and a new widget on the same file (after a kernel restart or a
 crash) reloads every answer and resumes at the first pair not yet answered. The lines are
 self-contained (they carry the segments' arrays), so :func:`load_answers` and
 :func:`answers_to_datasets` rebuild the datasets without the widget or the segment pool. A line
 that cannot be read raises :class:`AnswerFileError` (a ``ValueError``) naming the file and the
-line number; nothing is skipped silently.
+line number; nothing is skipped silently. A line cut short by a crash (a *torn* last line) is
+repaired by one call, :func:`repair_answers`, which moves the unreadable text to a side file
+``<answers>.jsonl.torn`` (nothing is lost) and keeps every whole answer. The header line is
+created atomically (two widgets opening the same new file at once write one header), and a
+duplicated header line (from an older version) is tolerated on load.
 
 Rendering is a small cart-pole sketch drawn with Pillow from each observation's ``(x, θ)``
 (:func:`render_cartpole_frames`): about 0.1 ms a frame, headless, no simulator. The frames are
@@ -46,6 +50,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import _validate as V
 from . import envs
 from .feedback import (
     ComparisonDataset,
@@ -55,6 +60,7 @@ from .feedback import (
     Segment,
     _check_pair,
 )
+from .plots import to_uint8_frames
 
 __all__ = [
     "CSS_CLASSES",
@@ -68,6 +74,7 @@ __all__ = [
     "make_pairs",
     "segment_id",
     "load_answers",
+    "repair_answers",
     "answers_to_datasets",
     "LabelingWidget",
 ]
@@ -177,15 +184,7 @@ def render_cartpole_frames(segment: Segment, every: int = 1, size: tuple[int, in
 
 
 def _check_frames(frames) -> list[np.ndarray]:
-    if isinstance(frames, np.ndarray) and frames.ndim == 4:
-        frames = list(frames)
-    if not isinstance(frames, (list, tuple)) or len(frames) == 0:
-        raise ValueError("frames must be a non-empty list of RGB arrays (height, width, 3)")
-    out = [np.asarray(f) for f in frames]
-    for i, f in enumerate(out):
-        if f.ndim != 3 or f.shape[2] != 3 or f.shape != out[0].shape:
-            raise ValueError(f"frames must all be RGB arrays of shape {out[0].shape}, frame {i} has shape {f.shape}")
-    return [f.astype(np.uint8) for f in out]
+    return to_uint8_frames(frames)  # float frames in [0, 1] are scaled to 0-255 (they used to come out black)
 
 
 def filmstrip_image(frames, n: int = 5, gap: int = 3) -> bytes:
@@ -337,16 +336,107 @@ def _check_record(rec) -> dict:
     return out
 
 
-def load_answers(path) -> list[dict]:
+def load_answers(path, missing_ok: bool = False) -> list[dict]:
     """Read every answer of an answers file written by :class:`LabelingWidget` (notebooks 04-05).
 
     Returns one dict per answer, in the order given, with ``kind`` ("comparison", "skip",
     "score" or "language") and :class:`~rlhf_tutorial.feedback.Segment` objects in ``segment_a``
-    / ``segment_b`` / ``segment``. A missing file gives ``[]``. Blank lines are allowed; any other
+    / ``segment_b`` / ``segment``. A missing file raises ``FileNotFoundError`` naming it (or gives
+    ``[]`` with ``missing_ok=True``). Blank lines and a repeated header line are allowed; any other
     line that is not a valid answer raises :class:`AnswerFileError` naming the file and the line
-    number (fix or delete that line: the others are intact).
+    number; :func:`repair_answers` moves such lines to a side file.
     """
-    return _read_answers(Path(path))[1]
+    p = V.path("path", path)
+    if not p.exists() and not missing_ok:
+        raise FileNotFoundError(f"no answers file at {str(p)!r}: a LabelingWidget creates it when it starts "
+                                "(pass missing_ok=True to get [] instead)")
+    return _read_answers(p)[1]
+
+
+def repair_answers(path) -> dict:
+    """Make an answers file loadable again, losing nothing: unreadable lines go to a side file (notebook 04).
+
+    The usual damage is a *torn* last line, cut short when the kernel or the machine died in the
+    middle of a write. Every line that :func:`load_answers` cannot read is appended to
+    ``<path>.torn`` (with its line number), the readable lines (header first) are written back
+    atomically, and ``{"kept": n_answers, "moved": n_lines, "side_file": path or None}`` is returned.
+    Close any widget that writes to the file first.
+    """
+    p = V.path("path", path, must_exist=True)
+    good: list[bytes] = []
+    bad: list[tuple[int, bytes]] = []
+    header = None
+    with open(p, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+                if _is_header(rec):
+                    header = header or raw.rstrip(b"\n") + b"\n"
+                    continue
+                _check_record(rec)
+                good.append(raw.rstrip(b"\n") + b"\n")
+            except (UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError):
+                bad.append((lineno, raw))
+    side = p.with_name(p.name + ".torn")
+    if not bad and header is not None:
+        return {"kept": len(good), "moved": 0, "side_file": None}
+    if bad:
+        with open(side, "ab") as f:
+            for lineno, raw in bad:
+                f.write(f"# {p.name} line {lineno}, moved by repair_answers {_now()}\n".encode() + raw.rstrip(b"\n") + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+    if header is None:
+        header = (json.dumps(_header_record(), separators=(",", ":")) + "\n").encode()
+    tmp = p.with_name(p.name + ".repair.tmp")
+    with open(tmp, "wb") as f:
+        f.write(header + b"".join(good))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+    return {"kept": len(good), "moved": len(bad), "side_file": side if bad else None}
+
+
+def _is_header(rec) -> bool:
+    return isinstance(rec, dict) and rec.get("format") == ANSWER_FORMAT and "kind" not in rec
+
+
+def _header_record() -> dict:
+    return {"format": ANSWER_FORMAT, "version": ANSWER_VERSION, "created": _now(),
+            "writer": "rlhf_tutorial.widgets.LabelingWidget"}
+
+
+def _create_with_header(path: Path) -> None:
+    """Create ``path`` holding only the header line, atomically: of two widgets racing, exactly one header lands.
+
+    The header is written to a temporary file, which is then hard-linked to ``path``; ``os.link``
+    fails if ``path`` exists, so a widget that loses the race just uses the winner's file.
+    """
+    data = (json.dumps(_header_record(), separators=(",", ":")) + "\n").encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data)}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    except OSError:  # pragma: no cover - a filesystem without hard links: exclusive create instead
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _read_answers(path: Path) -> tuple[bool, list[dict]]:
@@ -363,6 +453,8 @@ def _read_answers(path: Path) -> tuple[bool, list[dict]]:
                 continue
             try:
                 rec = json.loads(raw.decode("utf-8"))
+                if header_seen and _is_header(rec):  # a repeated header (two writers raced): harmless
+                    continue
                 if not header_seen:
                     if not (isinstance(rec, dict) and rec.get("format") == ANSWER_FORMAT):
                         raise ValueError(f"the first line must be the header {{'format': {ANSWER_FORMAT!r}, ...}}: "
@@ -375,7 +467,8 @@ def _read_answers(path: Path) -> tuple[bool, list[dict]]:
                 records.append(_check_record(rec))
             except (UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError) as e:
                 raise AnswerFileError(f"{str(path)!r}, line {lineno}: corrupt answer ({type(e).__name__}: {e}); "
-                                      "fix or delete that line, the other lines are intact") from e
+                                      "the other lines are intact: widgets.repair_answers(path) moves the bad "
+                                      "line(s) to a side file") from e
     return header_seen, records
 
 
@@ -497,10 +590,11 @@ class LabelingWidget:
         self._media: dict[int, tuple] = {}
 
         # ---- reload what is already in the file (raises AnswerFileError on a corrupt line)
+        if not self.path.exists():
+            _create_with_header(self.path)
         has_header, self._records = _read_answers(self.path)
-        if not has_header:
-            _append_line(self.path, {"format": ANSWER_FORMAT, "version": ANSWER_VERSION,
-                                     "created": _now(), "writer": "rlhf_tutorial.widgets.LabelingWidget"})
+        if not has_header:  # an empty file (e.g. created by hand)
+            _append_line(self.path, _header_record())
         self._ids = [(segment_id(a), segment_id(b)) for a, b in self.pairs]
         self.index = self._next_unanswered(0)
 
