@@ -47,6 +47,16 @@ def _value_min(new, old, ret, clip):
     return 0.5 * torch.min((new - ret) ** 2, (v_clipped - ret) ** 2).mean()
 
 
+def _nstep_bootstrap_through_termination(r, v, nv, term, trunc, gamma, n):
+    return checks.nstep_advantage_reference(r, v, nv, np.zeros_like(term), np.maximum(term, trunc), gamma, n)
+
+
+def _dual_clip_everywhere(new, old, adv, eps, c=3.0):
+    ratio = torch.exp(new - old)
+    obj = torch.min(ratio * adv, torch.clamp(ratio, 1 - eps, 1 + eps) * adv)
+    return -torch.max(obj, c * adv).mean()
+
+
 CORRECT = [
     (checks.check_gae, compute_gae),
     (checks.check_gae, gae_numpy),
@@ -54,6 +64,11 @@ CORRECT = [
     (checks.check_ppo_clip_loss, ppo_policy_loss),  # returns (loss, stats)
     (checks.check_value_loss, ppo_value_loss),
     (checks.check_soft_q_target, soft_q_target),
+    (checks.check_nstep_advantage, checks.nstep_advantage_reference),
+    (checks.check_dual_clip_loss, checks.dual_clip_loss_reference),
+    (checks.check_soft_value_discrete, checks.soft_value_discrete_reference),
+    (checks.check_soft_value_discrete,
+     lambda p, q1, q2, a: (torch.xlogy(p, p) * -a + p * torch.min(q1, q2)).sum(-1)),
 ]
 WRONG = [
     (checks.check_gae, _gae_bootstrap_through_termination, "bootstraps through the termination"),
@@ -71,7 +86,16 @@ WRONG = [
      "−α·log π"),
     (checks.check_soft_q_target, lambda r, t, q1, q2, lp, g, a: r + g * (torch.min(q1, q2) - a * lp),
      "(1 − terminated)"),
+    (checks.check_nstep_advantage, lambda *a: checks.nstep_advantage_reference(*a[:6], a[6] + 1), "at most n"),
+    (checks.check_nstep_advantage, _nstep_bootstrap_through_termination, "no bootstrap after a termination"),
+    (checks.check_dual_clip_loss, _dual_clip_everywhere, "only where Â < 0"),
+    (checks.check_dual_clip_loss, lambda n, o, a, e, c=3.0: ppo_policy_loss(n, o, a, e)[0], "second clip"),
+    (checks.check_soft_value_discrete, lambda p, q1, q2, a: (p * (torch.min(q1, q2) - a * torch.log(p))).sum(-1),
+     "0·log 0"),
+    (checks.check_soft_value_discrete,
+     lambda p, q1, q2, a: (p * (torch.max(q1, q2) - a * torch.log(p.clamp_min(1e-30)))).sum(-1), "not the max"),
 ]
+
 
 
 def test_gae_backend_torch(capsys):

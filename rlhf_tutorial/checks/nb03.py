@@ -22,7 +22,9 @@ from ._kit import (
 )
 from ._quiz import Question
 
-__all__ = ["gae_reference", "check_gae", "ppo_clip_loss_reference", "check_ppo_clip_loss", "value_loss_reference", "check_value_loss", "soft_q_target_reference", "check_soft_q_target"]
+__all__ = ["gae_reference", "check_gae", "ppo_clip_loss_reference", "check_ppo_clip_loss", "value_loss_reference", "check_value_loss", "soft_q_target_reference", "check_soft_q_target",
+           "nstep_advantage_reference", "check_nstep_advantage", "dual_clip_loss_reference", "check_dual_clip_loss",
+           "soft_value_discrete_reference", "check_soft_value_discrete"]
 
 
 
@@ -339,3 +341,204 @@ QUIZ = [
         0,
         '−log π is large when the policy spreads its probability: SAC maximises return plus entropy.'),
 ]
+
+
+# --------------------------------------------------------------------------- notebook 03's exercises (variants)
+def _nstep_np(r, v, nv, term, trunc, gamma, n, bootstrap_term=False, cross_episodes=False, next_from_values=False):
+    """A reference n-step advantage with switches that reproduce the typical mistakes (for hints)."""
+    r, v, nv, term, trunc = (np.asarray(x, dtype=np.float64) for x in (r, v, nv, term, trunc))
+    if next_from_values:
+        nv = np.concatenate([v[1:], nv[-1:]], axis=0)
+    T = len(r)
+    adv = np.zeros_like(r)
+    for t in range(T):
+        steps = min(int(n), T - t)
+        G, disc, alive = np.zeros_like(v[t]), 1.0, np.ones_like(v[t])
+        for k in range(steps):
+            G = G + alive * disc * r[t + k]
+            disc *= gamma
+            ended = np.zeros_like(v[t]) if cross_episodes else np.maximum(term[t + k], trunc[t + k])
+            stops = alive * np.maximum(ended, float(k == steps - 1))
+            G = G + stops * (1.0 if bootstrap_term else 1.0 - term[t + k]) * disc * nv[t + k]
+            alive = alive * (1.0 - ended)
+        adv[t] = G - v[t]
+    return adv
+
+
+def nstep_advantage_reference(rewards, values, next_values, terminated, truncated, gamma, n):
+    r"""Notebook 03's exercise 1, solved: the n-step advantage :math:`\sum_{l<k}\gamma^l r_{t+l} + \gamma^k V(s_{t+k}) - V(s_t)`.
+
+    The sum stops after :math:`k \le n` steps: at an episode end (no bootstrap after a termination,
+    ``next_values`` after a truncation) or at the rollout's end. NumPy in, float64 NumPy out, ``(T,)`` or ``(T, N)``.
+    """
+    return _nstep_np(rewards, values, next_values, terminated, truncated, gamma, n)
+
+
+@with_reference(nstep_advantage_reference)
+def check_nstep_advantage(fn, verbose: bool = True) -> CheckResult:
+    r"""Check an n-step advantage ``fn(rewards, values, next_values, terminated, truncated, gamma, n)``.
+
+    Notebook 03 (exercise 1). Arrays ``(T,)`` or ``(T, N)``, time first, as for :func:`check_gae`.
+    Hidden cases: n = 1 (the TD error, GAE with λ = 0), n ≥ T (GAE with λ = 1), n = 3 with a
+    termination and a truncation inside the window, a ``(T, N)`` batch, γ = 1.
+    """
+    chk = _Checker("check_nstep_advantage", fn, verbose)
+    if not chk.ok:
+        return chk.finish()
+    rng = np.random.default_rng(13)
+
+    def rollout(shape, term_at=(), trunc_at=()):
+        r = np.round(rng.normal(1.0, 0.5, size=shape), 3)
+        v = np.round(rng.normal(2.0, 1.0, size=shape), 3)
+        term, trunc = np.zeros(shape), np.zeros(shape)
+        for idx in term_at:
+            term[idx] = 1.0
+        for idx in trunc_at:
+            trunc[idx] = 1.0
+        nv = np.concatenate([v[1:], np.round(rng.normal(2.0, 1.0, size=(1,) + shape[1:]), 3)], axis=0)
+        ends = (term + trunc) > 0
+        nv[ends] = np.round(rng.normal(5.0, 1.0, size=int(ends.sum())), 3)
+        return r, v, nv, term, trunc
+
+    cases = [
+        ("n = 1: the one-step TD error", rollout((6,), term_at=[2]), 0.9, 1,
+         "with n = 1, Â_t = r_t + γ(1 − term_t)·next_values[t] − V(s_t) (GAE with λ = 0)."),
+        ("n ≥ T: Monte-Carlo to the episode's end", rollout((6,), trunc_at=[3]), 0.9, 10,
+         "with n ≥ T the sum runs to the end of the episode or of the rollout, then bootstraps (GAE with λ = 1)."),
+        ("n = 3, a termination inside the window", rollout((7,), term_at=[3]), 0.95, 3,
+         "stop the sum at the termination and add no γ^k·V after it: the future of a real end is 0."),
+        ("n = 3, a truncation inside the window", rollout((7,), trunc_at=[2]), 0.95, 3,
+         "stop the sum at the truncation but bootstrap with next_values[t + k − 1] (the final observation)."),
+        ("a (T, N) batch, n = 2", rollout((6, 3), term_at=[(1, 0)], trunc_at=[(3, 2)]), 0.9, 2,
+         "loop over time; every env (column) at once; the episode ends are per (t, env)."),
+        ("γ = 1, n = 4", rollout((8,), term_at=[5]), 1.0, 4, "with γ = 1 the rewards are summed undiscounted."),
+    ]
+    for name, (r, v, nv, term, trunc), gamma, n, hint in cases:
+        expected = _nstep_np(r, v, nv, term, trunc, gamma, n)
+        mistakes = [
+            (_nstep_np(r, v, nv, term, trunc, gamma, n, bootstrap_term=True),
+             "no bootstrap after a termination: multiply γ^k·next_values by (1 − terminated)."),
+            (_nstep_np(r, v, nv, term, trunc, gamma, n, cross_episodes=True),
+             "the sum crosses an episode end: stop at the first step that terminated or was truncated."),
+            (_nstep_np(r, v, nv, term, trunc, gamma, n, next_from_values=True),
+             "bootstrap with next_values[t + k − 1], not values[t + k] (at an end that is the next episode's start)."),
+            (_nstep_np(r, v, nv, term, trunc, gamma, n + 1), "take at most n rewards: l = 0 … n − 1, then γ^n·V."),
+            (_nstep_np(r, v, nv, term, trunc, gamma, n) + v, "return the advantage (minus V(s_t)), not the n-step return."),
+        ]
+        out = chk.call(name, r.copy(), v.copy(), nv.copy(), term.copy(), trunc.copy(), gamma, n)
+        if out is not _FAILED:
+            chk.add(name, _compare(_first(out), expected, hint, mistakes))
+    return chk.finish()
+
+
+def dual_clip_loss_reference(new_logp, old_logp, adv, eps, c=3.0):
+    r"""Notebook 03's exercise 2, solved: dual-clip PPO (Ye et al. 2020), minus the mean objective.
+
+    :math:`\max(\min(\rho\hat A, \mathrm{clip}(\rho, 1\pm\epsilon)\hat A),\ c\hat A)` where :math:`\hat A < 0`,
+    PPO's objective where :math:`\hat A \ge 0`.
+    """
+    ratio = torch.exp(new_logp - old_logp)
+    obj = torch.min(ratio * adv, torch.clamp(ratio, 1 - eps, 1 + eps) * adv)
+    return -torch.where(adv < 0, torch.max(obj, c * adv), obj).mean()
+
+
+@with_reference(dual_clip_loss_reference)
+def check_dual_clip_loss(fn, verbose: bool = True) -> CheckResult:
+    r"""Check dual-clip PPO's loss ``fn(new_logp, old_logp, adv, eps, c=3.0) -> scalar tensor``.
+
+    Notebook 03 (exercise 2). float32 tensors ``(B,)``. Hidden cases: good actions only (plain PPO),
+    bad actions with ratios below c (plain PPO), bad actions with ratios above c (the floor c·Â), a
+    mixed batch with ``c = 2`` passed explicitly, and the gradient (0 where the floor binds).
+    """
+    chk = _Checker("check_dual_clip_loss", fn, verbose)
+    if not chk.ok:
+        return chk.finish()
+
+    def tensors(ratios, adv):
+        old = torch.log(torch.linspace(0.2, 0.6, len(ratios)))
+        return old + torch.log(torch.tensor(ratios, dtype=torch.float32)), old, torch.tensor(adv, dtype=torch.float32)
+
+    cases = [
+        ("good actions only (Â > 0)", [0.5, 1.1, 1.5, 5.0], [1.0, 2.0, 0.5, 1.0], None,
+         "for Â ≥ 0 the loss is PPO's: −mean(min(ρÂ, clip(ρ)Â))."),
+        ("bad actions, ratios below c", [0.5, 1.1, 1.5, 2.5], [-1.0, -2.0, -0.5, -1.0], None,
+         "while ρ < c the floor c·Â is below PPO's objective, so nothing changes."),
+        ("bad actions, ratios above c (the floor)", [4.0, 6.0, 10.0], [-1.0, -0.5, -2.0], None,
+         "for Â < 0 and ρ > c the objective is c·Â: max(PPO's objective, c·Â)."),
+        ("a mixed batch, c = 2", [0.7, 1.3, 2.5, 4.0, 1.0, 3.0], [1.0, -1.0, -1.0, 2.0, -0.5, -1.5], 2.0,
+         "use the c argument; the floor only applies where Â < 0."),
+    ]
+    for name, ratios, adv, c, hint in cases:
+        new, old, a = tensors(ratios, adv)
+        cc = 3.0 if c is None else c
+        expected = float(dual_clip_loss_reference(new, old, a, 0.2, cc))
+        rho = (new - old).exp()
+        obj = torch.min(rho * a, torch.clamp(rho, 0.8, 1.2) * a)
+        mistakes = [
+            (float(-torch.max(obj, cc * a).mean()), "apply the floor c·Â only where Â < 0 (torch.where(adv < 0, ...))."),
+            (float(torch.where(a < 0, torch.max(obj, cc * a), obj).mean()), "return minus the mean objective: it is minimised."),
+            (float(-torch.where(a < 0, torch.min(obj, cc * a), obj).mean()),
+             "the floor bounds the objective from below: max(PPO's objective, c·Â), not min."),
+            (float(-obj.mean()), "add the second clip: for Â < 0 and ρ > c the objective is c·Â."),
+        ]
+        args = tensors(ratios, adv)
+        out = chk.call(name, *args, 0.2) if c is None else chk.call(name, *args, 0.2, c)
+        if out is not _FAILED:
+            chk.add(name, _compare(_first(out), expected, hint, mistakes))
+    _grad_case(chk, "gradient with respect to new_logp", lambda: tensors([0.5, 1.1, 6.0, 4.0], [1.0, -1.0, -1.0, -2.0]),
+               lambda n, o, a: dual_clip_loss_reference(n, o, a, 0.2, 3.0), 0,
+               "where the floor c·Â binds the objective does not depend on ρ: its gradient is 0.", extra=(0.2,))
+    return chk.finish()
+
+
+def soft_value_discrete_reference(probs, q1, q2, alpha):
+    r"""Notebook 03's exercise 6, solved: :math:`V(s') = \sum_a \pi(a|s')[\min_j Q'_j(s', a) - \alpha\log\pi(a|s')]`.
+
+    ``probs``, ``q1``, ``q2``: tensors ``(B, A)``; returns ``(B,)``. A zero probability contributes 0 (0·log 0 = 0).
+    """
+    logp = torch.log(probs.clamp_min(1e-30))
+    return (probs * (torch.min(q1, q2) - alpha * logp)).sum(-1)
+
+
+@with_reference(soft_value_discrete_reference)
+def check_soft_value_discrete(fn, verbose: bool = True) -> CheckResult:
+    r"""Check SAC-discrete's exact soft value ``fn(probs, q1, q2, alpha) -> (B,)``.
+
+    Notebook 03 (exercise 6; Christodoulou 2019). float32 tensors ``(B, A)``. Hidden cases: a random
+    batch, α = 0, a deterministic (one-hot) policy (0·log 0 must be 0, not NaN), a uniform policy with
+    a large α (the entropy bonus is α·log A), two actions.
+    """
+    chk = _Checker("check_soft_value_discrete", fn, verbose)
+    if not chk.ok:
+        return chk.finish()
+    g = torch.Generator().manual_seed(17)
+
+    def qs(B, A):
+        return torch.randn(B, A, generator=g), torch.randn(B, A, generator=g)
+
+    probs = torch.softmax(torch.randn(6, 4, generator=g), -1)
+    cases = [
+        ("a random batch, α = 0.2", probs, *qs(6, 4), 0.2,
+         "V(s') = Σ_a π(a|s')·[min(Q'_1, Q'_2)(s', a) − α·log π(a|s')], one value per row."),
+        ("α = 0", probs, *qs(6, 4), 0.0, "with α = 0 it is the expected clipped double-Q value Σ_a π(a)·min_j Q'_j."),
+        ("a deterministic policy (one-hot)", torch.eye(4)[[0, 2, 3]], *qs(3, 4), 0.5,
+         "0·log 0 is 0: clamp the probabilities before the log (or use torch.xlogy), or the row becomes NaN."),
+        ("a uniform policy, α = 2", torch.full((3, 5), 0.2), *qs(3, 5), 2.0,
+         "the entropy bonus of a uniform policy over A actions is α·log A."),
+        ("two actions", torch.tensor([[0.9, 0.1], [0.3, 0.7]]), *qs(2, 2), 0.1,
+         "sum over the actions (dim −1), weighted by their probabilities."),
+    ]
+    for name, p, q1, q2, alpha, hint in cases:
+        expected = soft_value_discrete_reference(p, q1, q2, alpha).numpy()
+        lp = torch.log(p.clamp_min(1e-30))
+        m = torch.min(q1, q2)
+        mistakes = [
+            ((p * (torch.max(q1, q2) - alpha * lp)).sum(-1).numpy(), "take the min of the twin critics, not the max."),
+            ((p * (m + alpha * lp)).sum(-1).numpy(), "the entropy term is −α·log π (it adds value)."),
+            ((p * (m - alpha * lp)).mean(-1).numpy(), "sum over the actions (the expectation), do not average them."),
+            ((m - alpha * lp).sum(-1).numpy(), "weight each action by its probability π(a|s')."),
+        ]
+        out = chk.call(name, p.clone(), q1.clone(), q2.clone(), alpha)
+        if out is not _FAILED:
+            chk.add(name, _compare(_first(out), expected, hint, mistakes))
+    return chk.finish()
