@@ -57,7 +57,8 @@ def run(seed: int, steps: int, comparisons: int, iterations: int, epsilon: float
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    from rlhf_tutorial.envs import ENV_ID, TASK_PPO_CONFIG, FixedHorizonCartPoleEnv
+    from rlhf_tutorial.envs import ENV_ID, FixedHorizonCartPoleEnv
+    from rlhf_tutorial.ppo import TASK_PPO_CONFIG
     from rlhf_tutorial.rl import evaluate_policy
 
     torch.set_num_threads(1)

@@ -50,15 +50,14 @@ model of notebook 05 must never see it: only the synthetic humans of
 :mod:`rlhf_tutorial.feedback` do.
 
 Importing this module registers :data:`ENV_ID` with Gymnasium, with a NumPy-vectorised version,
-so ``gym.make(ENV_ID)``, ``rl.make_vec_env(ENV_ID, n)`` and ``ppo.train_ppo(TASK_PPO_CONFIG)``
-all work (after ``import rlhf_tutorial.envs``). :data:`TASK_PPO_CONFIG` holds PPO settings
-that learn the task within 100k steps.
+so ``gym.make(ENV_ID)`` and ``rl.make_vec_env(ENV_ID, n)`` work (after ``import rlhf_tutorial.envs``,
+which ``import rlhf_tutorial`` does). The task knows no algorithm: PPO settings that learn it are
+:data:`rlhf_tutorial.ppo.TASK_PPO_CONFIG`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -68,19 +67,17 @@ from gymnasium.envs.classic_control.cartpole import CartPoleEnv, CartPoleVectorE
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from .ppo import PPOConfig
-
 __all__ = [
     "ENV_ID",
     "HORIZON",
     "X_LIMIT",
-    "TASK_PPO_CONFIG",
     "upright_score",
     "centred_score",
     "true_reward",
     "FixedHorizonCartPoleEnv",
     "FixedHorizonCartPoleVectorEnv",
     "random_policy",
+    "pendulum_swing_up_policy",
     "pd_policy",
     "noisy_policy",
 ]
@@ -298,6 +295,34 @@ def pd_policy(k_theta: float = 10.0, k_theta_dot: float = 1.0, k_x: float = 0.3,
     return act
 
 
+def pendulum_swing_up_policy(p_random: float = 0.0, seed: int | None = None, k_energy: float = 1.0):
+    """A hand-written swing-up controller for Pendulum-v1, with a share of random torques (notebook 06).
+
+    Pendulum-v1 (the continuous-action task SAC solves in notebook 03) gives behaviour to learn a
+    reward r̂(s) from: far from the top it pumps energy (torque ``k_energy``·(E_top − E)·sign θ̇,
+    clipped to ±2), near the top (cos θ > 0.85) a PD controller holds the pole up; with
+    probability ``p_random`` each torque is replaced by a uniform one in [−2, 2], so
+    ``p_random`` from 0 to 1 spans good to random behaviour. Observations are Pendulum's
+    ``[cos θ, sin θ, θ̇]``; returns ``act(obs batch) -> torques (batch, 1)``.
+    """
+    p_random = float(p_random)
+    if not 0.0 <= p_random <= 1.0:
+        raise ValueError(f"p_random must be in [0, 1], got {p_random!r}")
+    rng = np.random.default_rng(seed)
+
+    def act(obs):
+        o = np.asarray(obs, dtype=np.float64).reshape(-1, 3)
+        c, s, w = o[:, 0], o[:, 1], o[:, 2]
+        energy = w ** 2 / 6 + 5 * (c - 1)  # m = l = 1, g = 10: 0 when upright at rest
+        pump = np.clip(-k_energy * energy * np.sign(w + 1e-9), -2, 2)
+        hold = np.clip(-10 * np.arctan2(s, c) - 2 * w, -2, 2)
+        u = np.where(c > 0.85, hold, pump)
+        u = np.where(rng.random(u.shape) < p_random, rng.uniform(-2, 2, u.shape), u)
+        return u[:, None].astype(np.float32)
+
+    return act
+
+
 def noisy_policy(act, p_random: float, seed: int | None = None):
     """Wrap ``act`` so that each action is replaced by a random one with probability ``p_random``.
 
@@ -316,30 +341,6 @@ def noisy_policy(act, p_random: float, seed: int | None = None):
         return np.where(flip, rng.integers(0, 2, size=a.shape), a)
 
     return noisy
-
-
-# --------------------------------------------------------------------------- PPO settings
-TASK_PPO_CONFIG = replace(
-    PPOConfig(),
-    env_id=ENV_ID,
-    total_timesteps=100_000,
-    num_steps=64,  # batch 8 x 64 = 512 steps (CartPole-v1's 256 is noisier here)
-    num_minibatches=4,  # 4 minibatches of 128 ...
-    update_epochs=10,  # ... for 10 epochs (CartPole-v1: 1 x 20), i.e. 40 smaller Adam steps
-    gamma=0.99,  # 200-step episodes that never terminate: look further ahead than 0.98
-    gae_lambda=0.95,
-    ent_coef=0.01,  # without it 1 seed in 3 collapsed to "always push one way" (return 17.5)
-    eval_every=10_000,
-    eval_episodes=10,
-)
-"""PPO settings that learn the task with its true reward in 100k steps (notebooks 05-06).
-
-``ppo.train_ppo(TASK_PPO_CONFIG)`` takes ~20 s on one CPU core. Measured (deterministic
-evaluation, 10 episodes; max 200, random policy ~47, PD controller ~199): seeds 0-4 reach 194-199
-by 30-40k steps and end at 198.5-199.5. CartPole-v1's defaults (rl-zoo: 8 x 32 steps, 20 epochs,
-no entropy bonus, γ = 0.98, λ = 0.8) failed here on 1 seed of 3 and sagged to 178 on another of 5
-with only the entropy bonus added. Copy with ``dataclasses.replace(TASK_PPO_CONFIG, seed=1)``.
-"""
 
 
 def _register() -> None:

@@ -30,7 +30,7 @@ from .rl import (
 )
 from .utils import progress_bar
 
-__all__ = ["PPOConfig", "ppo_policy_loss", "ppo_value_loss", "a2c_loss", "normalize", "rollout_to_batch",
+__all__ = ["PPOConfig", "TASK_PPO_CONFIG", "ppo_policy_loss", "ppo_value_loss", "a2c_loss", "normalize", "rollout_to_batch",
            "ppo_update", "train_ppo", "ALGORITHMS"]
 
 ALGORITHMS = ("ppo", "a2c")
@@ -103,6 +103,26 @@ class PPOConfig:
             )
         V.integer("eval_every", self.eval_every, low=0)
         V.integer("eval_episodes", self.eval_episodes, low=1)
+
+
+TASK_PPO_CONFIG = PPOConfig(
+    env_id="FixedHorizonCartPole-v0",  # rlhf_tutorial.envs.ENV_ID, the task of Parts 2-3 (registered on import)
+    total_timesteps=100_000,
+    num_steps=64,  # batch 8 x 64 = 512 steps (CartPole-v1's 256 is noisier here)
+    num_minibatches=4,  # 4 minibatches of 128 ...
+    update_epochs=10,  # ... for 10 epochs (CartPole-v1: 1 x 20), i.e. 40 smaller Adam steps
+    gamma=0.99,  # 200-step episodes that never terminate: look further ahead than 0.98
+    gae_lambda=0.95,
+    ent_coef=0.01,  # without it PPO can collapse to "always push one way"
+    eval_every=10_000,
+    eval_episodes=10,
+)
+"""PPO settings that learn the course task (:mod:`rlhf_tutorial.envs`) with its true reward in 100k steps.
+
+Notebooks 05-06. Kept with the algorithm, as rl-zoo keeps tuned hyperparameters per env, so the
+task knows no algorithm. Copy with ``dataclasses.replace(TASK_PPO_CONFIG, seed=1)``; measured
+returns per seed, and why CartPole-v1's defaults were changed, are in ``benchmarks/README.md``.
+"""
 
 
 # --------------------------------------------------------------------------- losses
@@ -250,7 +270,58 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
 
 
 # --------------------------------------------------------------------------- training loop
-def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] | None = None,
+_PPO_HISTORY = ("global_step", "approx_kl", "clipfrac", "explained_variance", "policy_loss", "value_loss",
+                "entropy", "lr", "clip_coef", "train_seconds", "episode_step", "episode_return",
+                "episode_true_return", "eval_step", "eval_return", "eval_train_seconds")
+_CALLBACK_KEYS = ("global_step", "approx_kl", "clipfrac", "explained_variance", "policy_loss", "value_loss",
+                  "entropy", "lr")
+
+
+def _training_envs(cfg: PPOConfig, envs):
+    """The vector env to train in, and how to build one for evaluation (None: ``config.env_id``)."""
+    if envs is None:
+        return make_vec_env(cfg.env_id, cfg.num_envs, **cfg.env_kwargs), None
+    if callable(envs) and not hasattr(envs, "step"):
+        make = envs
+        envs = make(cfg.num_envs)
+    else:
+        make = None
+    if not hasattr(envs, "num_envs"):
+        raise TypeError(f"envs must be a vector env or a callable n -> vector env, got {type(envs).__name__}")
+    if envs.num_envs != cfg.num_envs:
+        raise ValueError(f"envs has {envs.num_envs} copies but config.num_envs is {cfg.num_envs}")
+    return envs, make
+
+
+def _ppo_iteration(cfg: PPOConfig, agent, optimizer, collector, hist: dict) -> None:
+    """One iteration: anneal, 1) collect a rollout, 2) GAE, 3) flatten, 4) PPO update, 5) log."""
+    frac = 1.0 - collector.global_step / cfg.total_timesteps  # linear annealing schedule
+    lr = cfg.learning_rate * frac if cfg.anneal_lr else cfg.learning_rate
+    clip = cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    ro = collector.collect(agent, cfg.num_steps)
+    batch = rollout_to_batch(ro, cfg.gamma, cfg.gae_lambda, cfg.bootstrap_truncated)
+    stats = ppo_update(agent, optimizer, batch, cfg, clip)
+    hist["global_step"].append(collector.global_step)
+    for k in ("approx_kl", "clipfrac", "policy_loss", "value_loss", "entropy"):
+        hist[k].append(stats[k])
+    hist["explained_variance"].append(explained_variance(batch["values"], batch["returns"]))
+    hist["lr"].append(lr)
+    hist["clip_coef"].append(clip)
+    hist["episode_return"] += ro.episode_returns
+    hist["episode_true_return"] += ro.episode_true_returns
+    hist["episode_step"] += [collector.global_step] * len(ro.episode_returns)
+
+
+def _ppo_evaluate(cfg: PPOConfig, agent, make_envs) -> float:
+    """Mean TRUE return of the greedy policy: in ``make_envs(eval_episodes)`` (the training wrappers) if given."""
+    return float(evaluate_policy(lambda o: agent.act(o, deterministic=True), cfg.env_id, cfg.eval_episodes,
+                                 seed=10_000 + cfg.seed, env_kwargs=cfg.env_kwargs,
+                                 envs=None if make_envs is None else make_envs(cfg.eval_episodes)).mean())
+
+
+def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], bool | None] | None = None,
               progress: bool = True, agent: ActorCritic | None = None, envs=None):
     """Train an :class:`~rlhf_tutorial.rl.ActorCritic` with PPO (or A2C); return ``(agent, history)``.
 
@@ -258,74 +329,47 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], None] 
     ``clipfrac``, ``explained_variance``, ``policy_loss``, ``value_loss``, ``entropy``, ``lr``,
     ``train_seconds`` (wall time excluding evaluation); per finished episode ``episode_step`` and
     ``episode_return``; per evaluation ``eval_step``, ``eval_return`` (mean) and
-    ``eval_train_seconds``. ``callback`` receives the latest update's stats after every update.
+    ``eval_train_seconds``. ``callback(info)`` (the trainers' contract) receives the latest
+    update's stats (with ``global_step``) after every update; returning True stops training.
 
-    ``envs`` (notebooks 05-06): a ready vector env to train in instead of
-    ``make_vec_env(config.env_id)``, e.g. one whose reward a learned reward model replaced
-    (``reward_model.LearnedRewardVectorWrapper``). Evaluation still runs on ``config.env_id``, so
-    ``eval_return`` is the *true* return; when the wrapped env reports ``info["true_reward"]``,
-    ``episode_true_return`` holds the true return of each training episode. ``train_ppo`` closes it.
+    ``envs`` (notebooks 05-06): the env to train *and evaluate* in instead of
+    ``make_vec_env(config.env_id, n)``, as a callable ``n -> vector env`` of ``n`` copies, e.g.
+    ``lambda n: LearnedRewardVectorWrapper(make_vec_env(ENV_ID, n), net, norm)``
+    (:class:`rlhf_tutorial.rlhf.LearnedRewardVectorWrapper`, a learned reward). It is called with
+    ``config.num_envs`` for training and ``config.eval_episodes`` for each evaluation, so wrappers
+    (a learned reward, observation normalization) act end to end; ``eval_return`` is the *true*
+    return when the env reports ``info["true_reward"]``, and ``episode_true_return`` then holds the
+    true return of each training episode. A ready vector env is accepted too: it is trained in,
+    and evaluation then builds ``config.env_id``. ``train_ppo`` closes the envs.
     """
     cfg = config or PPOConfig()
     cfg.validate()
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-
-    if envs is None:
-        envs = make_vec_env(cfg.env_id, cfg.num_envs, **cfg.env_kwargs)
-    elif envs.num_envs != cfg.num_envs:
-        raise ValueError(f"envs has {envs.num_envs} copies but config.num_envs is {cfg.num_envs}")
+    envs, make_envs = _training_envs(cfg, envs)
     n_actions = require_discrete(envs.single_action_space, "train_ppo")
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     if agent is None:
         agent = ActorCritic(obs_dim, n_actions, cfg.hidden)
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
     collector = RolloutCollector(envs, seed=cfg.seed)
-
-    hist: dict = {k: [] for k in ("global_step", "approx_kl", "clipfrac", "explained_variance", "policy_loss",
-                                  "value_loss", "entropy", "lr", "clip_coef", "train_seconds", "episode_step",
-                                  "episode_return", "episode_true_return", "eval_step", "eval_return",
-                                  "eval_train_seconds")}
+    hist: dict = {k: [] for k in _PPO_HISTORY}
     hist["config"] = asdict(cfg)
     train_seconds, next_eval = 0.0, cfg.eval_every
     bar = progress_bar(total=cfg.total_timesteps, desc=f"{cfg.algo.upper()} {cfg.env_id}", disable=not progress)
     while collector.global_step < cfg.total_timesteps:
         t0 = time.perf_counter()
-        frac = 1.0 - collector.global_step / cfg.total_timesteps  # linear annealing schedule
-        lr = cfg.learning_rate * frac if cfg.anneal_lr else cfg.learning_rate
-        clip = cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-
-        # 1) collect a rollout with the current policy
-        ro = collector.collect(agent, cfg.num_steps)
-        # 2) advantages with GAE, 3) flattened into one batch without the auto-reset steps
-        batch = rollout_to_batch(ro, cfg.gamma, cfg.gae_lambda, cfg.bootstrap_truncated)
-        # 4) several epochs of minibatch updates
-        stats = ppo_update(agent, optimizer, batch, cfg, clip)
+        _ppo_iteration(cfg, agent, optimizer, collector, hist)
         train_seconds += time.perf_counter() - t0
-
-        # 5) bookkeeping
-        step = collector.global_step
-        hist["global_step"].append(step)
-        for k in ("approx_kl", "clipfrac", "policy_loss", "value_loss", "entropy"):
-            hist[k].append(stats[k])
-        hist["explained_variance"].append(explained_variance(batch["values"], batch["returns"]))
-        hist["lr"].append(lr)
-        hist["clip_coef"].append(clip)
         hist["train_seconds"].append(train_seconds)
-        hist["episode_return"] += ro.episode_returns
-        hist["episode_true_return"] += ro.episode_true_returns
-        hist["episode_step"] += [step] * len(ro.episode_returns)
+        step = collector.global_step
         bar.update(step - bar.n)
-        if callback is not None:
-            callback({k: hist[k][-1] for k in ("global_step", "approx_kl", "clipfrac", "explained_variance",
-                                               "policy_loss", "value_loss", "entropy", "lr")})
+        if callback is not None and callback({k: hist[k][-1] for k in _CALLBACK_KEYS}):
+            break
         if cfg.eval_every and step >= next_eval:
             next_eval += cfg.eval_every
-            mean = float(evaluate_policy(lambda o: agent.act(o, deterministic=True), cfg.env_id,
-                                         cfg.eval_episodes, seed=10_000 + cfg.seed, env_kwargs=cfg.env_kwargs).mean())
+            mean = _ppo_evaluate(cfg, agent, make_envs)
             hist["eval_step"].append(step)
             hist["eval_return"].append(mean)
             hist["eval_train_seconds"].append(train_seconds)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _validate as V
-from .rl import check_probability, evaluate_policy, make_env, mlp
+from .rl import check_probability, evaluate_policy, make_vec_env, mlp
 from .utils import progress_bar, seed_everything
 
 __all__ = [
@@ -322,127 +322,175 @@ def sac_alpha_loss(log_alpha: torch.Tensor, logp, target_entropy: float) -> torc
 
 
 # --------------------------------------------------------------------------- training
-def train_sac(config: SACConfig | None = None, callback: Callable | None = None, progress: bool = True):
-    """Train SAC on ``config.env_id``; return ``(actor, history)`` (notebook 03).
+def _sac_envs(cfg: SACConfig, envs):
+    """The 1-copy vector env to train in (``envs(1)`` or ``config.env_id``) and the factory for evaluation."""
+    make = None
+    if envs is None:
+        venv = make_vec_env(cfg.env_id, 1)  # ValueError for an unknown id
+    elif callable(envs) and not hasattr(envs, "step"):
+        make, venv = envs, envs(1)
+    else:
+        raise TypeError(f"envs must be None or a callable n -> vector env of n copies, got {type(envs).__name__}")
+    if getattr(venv, "num_envs", None) != 1:
+        raise ValueError(f"envs(1) must return a vector env of 1 copy, got {venv!r}")
+    act_space, obs_space = venv.single_action_space, venv.single_observation_space
+    problem = None
+    if not isinstance(act_space, gym.spaces.Box):
+        problem = TypeError(f"SAC here needs a Box action space, got {type(act_space).__name__} {act_space} for "
+                            f"{cfg.env_id}; use rlhf_tutorial.ppo for discrete actions")
+    elif not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        problem = TypeError(f"SAC here needs a flat Box observation space, got {obs_space}")
+    elif not (np.isfinite(act_space.low).all() and np.isfinite(act_space.high).all()):
+        problem = ValueError(f"SAC here needs finite action bounds to squash into, got low={act_space.low}, "
+                             f"high={act_space.high}")
+    if problem is not None:
+        venv.close()
+        raise problem
+    return venv, make
+
+
+class _SACLearner:
+    """SAC's networks, optimizers and temperature, with the update of steps 2-4 (notebook 03)."""
+
+    def __init__(self, cfg: SACConfig, obs_dim: int, act_dim: int, low, high):
+        hidden = tuple(int(h) for h in cfg.hidden)
+        self.cfg = cfg
+        self.actor = SquashedGaussianActor(obs_dim, act_dim, low, high, hidden, cfg.log_std_min, cfg.log_std_max)
+        self.qf = TwinQ(obs_dim, act_dim, hidden)
+        self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
+        self.q_opt = torch.optim.Adam(self.qf.parameters(), lr=cfg.q_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.policy_lr)
+        self.target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
+        self.log_alpha = torch.tensor(math.log(cfg.alpha), requires_grad=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.alpha = cfg.alpha
+        self.actor_loss = self.logp = torch.full((1,), float("nan"))  # logged before the first actor update
+
+    def critic_step(self, b: ReplayBatch, step: int):
+        """Step 2: regress both Q's on the soft Bellman target."""
+        with torch.no_grad():
+            next_a, next_logp, _ = self.actor.sample(b.next_obs)
+            next_q1, next_q2 = self.qf_target(b.next_obs, next_a)
+        q1, q2 = self.qf(b.obs, b.actions)
+        q_loss = sac_critic_loss(q1, q2, b.rewards, b.terminated, next_q1, next_q2, next_logp,
+                                 self.cfg.gamma, self.alpha)
+        V.check_finite_loss(q_loss, step, "SAC critic loss")
+        self.q_opt.zero_grad()
+        q_loss.backward()
+        self.q_opt.step()
+        return q_loss, q1
+
+    def actor_and_alpha_step(self, b: ReplayBatch, step: int) -> None:
+        """Step 3: the actor through the (frozen) critics, then the temperature α."""
+        self.qf.requires_grad_(False)  # gradients flow through Q to the action, not into θ
+        pi_a, self.logp, _ = self.actor.sample(b.obs)
+        q1_pi, q2_pi = self.qf(b.obs, pi_a)
+        self.actor_loss = sac_actor_loss(self.logp, q1_pi, q2_pi, self.alpha)
+        V.check_finite_loss(self.actor_loss, step, "SAC actor loss")
+        self.actor_opt.zero_grad()
+        self.actor_loss.backward()
+        self.actor_opt.step()
+        self.qf.requires_grad_(True)
+        if self.cfg.autotune:
+            alpha_loss = sac_alpha_loss(self.log_alpha, self.logp, self.target_entropy)
+            self.alpha_opt.zero_grad()
+            alpha_loss.backward()
+            self.alpha_opt.step()
+            self.alpha = float(self.log_alpha.detach().exp())
+
+    def update(self, rb: ReplayBuffer, step: int, history: dict) -> None:
+        """Steps 2-4 on one batch from the buffer; logs every 100 env steps."""
+        b = rb.sample(self.cfg.batch_size)
+        q_loss, q1 = self.critic_step(b, step)
+        if step % self.cfg.policy_frequency == 0:
+            self.actor_and_alpha_step(b, step)
+        polyak_update(self.qf_target, self.qf, self.cfg.tau)  # step 4: the target critics follow slowly
+        if step % 100 == 0:
+            for k, v in (("log_step", step), ("q_loss", float(q_loss.detach())),
+                         ("actor_loss", float(self.actor_loss.detach())), ("alpha", self.alpha),
+                         ("entropy", -float(self.logp.detach().mean())), ("q_value", float(q1.detach().mean()))):
+                history[k].append(v)
+
+
+def _sac_evaluate(cfg: SACConfig, actor: SquashedGaussianActor, make, step: int, history: dict) -> float:
+    """Deterministic evaluation: the TRUE return, in ``make(eval_episodes)`` (the training wrappers) if given."""
+    returns = evaluate_policy(lambda o: actor.act(o, deterministic=True), cfg.env_id, cfg.eval_episodes,
+                              seed=cfg.eval_seed, envs=None if make is None else make(cfg.eval_episodes))
+    history["eval_step"].append(step)
+    history["eval_return"].append(float(returns.mean()))
+    history["eval_return_std"].append(float(returns.std()))
+    return float(returns.mean())
+
+
+_SAC_HISTORY = ("episode_step", "episode_return", "episode_true_return", "eval_step", "eval_return",
+                "eval_return_std", "log_step", "q_loss", "actor_loss", "alpha", "entropy", "q_value")
+
+
+def train_sac(config: SACConfig | None = None, callback: Callable[[dict], bool | None] | None = None,
+              progress: bool = True, envs=None):
+    """Train SAC on ``config.env_id``; return ``(actor, history)`` (notebook 03; on a learned reward, notebook 06).
+
+    Per env step: 1 act (uniformly random for ``learning_starts`` steps) and store the transition,
+    then 2 critic step, 3 every ``policy_frequency`` steps actor and temperature steps, 4 Polyak
+    update of the target critics. ``envs`` (notebook 06): a callable ``n -> vector env`` of n
+    copies to train in (``envs(1)``) and evaluate in (``envs(eval_episodes)``) instead of
+    ``config.env_id``, e.g. ``lambda n: LearnedRewardVectorWrapper(make_vec_env("Pendulum-v1", n), net)``;
+    ``eval_return`` is then the TRUE return (``info["true_reward"]``).
 
     ``history`` holds lists: ``episode_step``/``episode_return`` (every finished training
-    episode), ``eval_step``/``eval_return``/``eval_return_std`` (deterministic evaluations),
-    ``log_step`` with ``q_loss``, ``actor_loss``, ``alpha``, ``entropy`` (−mean log π) and
-    ``q_value`` (mean Q1 on the batch) every 100 env steps once updates start, plus ``steps`` (env steps done), ``seconds`` (wall time) and
-    ``stopped_early``. ``callback(step, history)`` is called after every evaluation; returning
-    True stops training. Seeds are fixed, so a run is deterministic on CPU for a given config.
+    episode; ``episode_true_return`` too when the env reports the true reward),
+    ``eval_step``/``eval_return``/``eval_return_std`` (deterministic evaluations), ``log_step``
+    with ``q_loss``, ``actor_loss``, ``alpha``, ``entropy`` (−mean log π) and ``q_value`` (mean
+    Q1 on the batch) every 100 env steps once updates start, plus ``steps`` (env steps done),
+    ``seconds`` (wall time) and ``stopped_early``. ``callback(info)`` (the trainers' contract) gets
+    ``{"global_step", "eval_return", "alpha"}`` after every evaluation; returning True stops
+    training. Seeds are fixed, so a run is deterministic on CPU for a given config.
     """
-    cfg = SACConfig() if config is None else config
-    if not isinstance(cfg, SACConfig):
-        raise TypeError(f"config must be a SACConfig, got {type(cfg).__name__}")
-    env = make_env(cfg.env_id)  # ValueError for an unknown id
-    if not isinstance(env.action_space, gym.spaces.Box):
-        env.close()
-        raise TypeError(f"SAC here needs a Box action space, got {type(env.action_space).__name__} "
-                        f"{env.action_space} for {cfg.env_id}; use rlhf_tutorial.ppo for discrete actions")
-    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
-        env.close()
-        raise TypeError(f"SAC here needs a flat Box observation space, got {env.observation_space}")
-    low, high = env.action_space.low, env.action_space.high
-    if not (np.isfinite(low).all() and np.isfinite(high).all()):
-        env.close()
-        raise ValueError(f"SAC here needs finite action bounds to squash into, got low={low}, high={high}")
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-
+    cfg = SACConfig() if config is None else V.instance("config", config, SACConfig)
+    V.callable_("callback", callback, allow_none=True)
+    venv, make = _sac_envs(cfg, envs)
+    space = venv.single_action_space
+    obs_dim, act_dim = venv.single_observation_space.shape[0], space.shape[0]
     # the thread count changes the last bits of the (orthogonal) init and of every update, so it is
     # part of what makes a run reproducible; set before the networks are built, restored at the end
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
-    env.action_space.seed(cfg.seed)
-    hidden = tuple(int(h) for h in cfg.hidden)
-    actor = SquashedGaussianActor(obs_dim, act_dim, low, high, hidden, cfg.log_std_min, cfg.log_std_max)
-    qf = TwinQ(obs_dim, act_dim, hidden)
-    qf_target = copy.deepcopy(qf).requires_grad_(False)
-    q_opt = torch.optim.Adam(qf.parameters(), lr=cfg.q_lr)
-    actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.policy_lr)
-    target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
-    log_alpha = torch.tensor(math.log(cfg.alpha), requires_grad=True)
-    alpha_opt = torch.optim.Adam([log_alpha], lr=cfg.alpha_lr)
-    alpha = cfg.alpha
+    space.seed(cfg.seed)
+    sac = _SACLearner(cfg, obs_dim, act_dim, space.low, space.high)
     rb = ReplayBuffer(obs_dim, act_dim, cfg.buffer_size, seed=cfg.seed)
-
-    keys = ("episode_step", "episode_return", "eval_step", "eval_return", "eval_return_std",
-            "log_step", "q_loss", "actor_loss", "alpha", "entropy", "q_value")
-    history: dict = {k: [] for k in keys}
+    history: dict = {k: [] for k in _SAC_HISTORY}
     history.update(steps=0, seconds=0.0, stopped_early=False)
     start = time.perf_counter()
     bar = progress_bar(total=cfg.total_timesteps, desc=f"SAC {cfg.env_id}", disable=not progress)
-    obs, _ = env.reset(seed=cfg.seed)
-    ep_return, step = 0.0, 0
-    actor_loss = logp = torch.full((1,), float("nan"))  # logged before the first actor update
+    obs = venv.reset(seed=cfg.seed)[0][0]
+    ep_return = ep_true = 0.0
+    step = 0
     try:
         for step in range(1, cfg.total_timesteps + 1):
             # 1. act: uniformly random at first, then a ~ π_φ(·|s); store the transition
-            if step <= cfg.learning_starts:
-                action = env.action_space.sample()
-            else:
-                action = actor.act(obs, deterministic=False)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
+            action = space.sample() if step <= cfg.learning_starts else sac.actor.act(obs, deterministic=False)
+            next_obs, reward, terminated, truncated, info = venv.step(action[None])  # a batch of 1 copy
+            next_obs, reward, terminated, truncated = next_obs[0], reward[0], bool(terminated[0]), bool(truncated[0])
             rb.add(obs, action, reward, next_obs, terminated, truncated)  # next_obs: the real s_{t+1}
             ep_return += float(reward)
+            ep_true += float(info["true_reward"][0]) if "true_reward" in info else 0.0
             obs = next_obs
             if terminated or truncated:
                 history["episode_step"].append(step)
                 history["episode_return"].append(ep_return)
-                bar.set_postfix(ep_return=f"{ep_return:.0f}", alpha=f"{alpha:.3f}", refresh=False)
-                obs, ep_return = env.reset()[0], 0.0
-
+                if "true_reward" in info:
+                    history["episode_true_return"].append(ep_true)
+                bar.set_postfix(ep_return=f"{ep_return:.0f}", alpha=f"{sac.alpha:.3f}", refresh=False)
+                obs, ep_return, ep_true = venv.step(action[None])[0][0], 0.0, 0.0  # the auto-reset step
             if step > cfg.learning_starts:
-                b = rb.sample(cfg.batch_size)
-                # 2. critic: regress both Q's on the soft Bellman target
-                with torch.no_grad():
-                    next_a, next_logp, _ = actor.sample(b.next_obs)
-                    next_q1, next_q2 = qf_target(b.next_obs, next_a)
-                q1, q2 = qf(b.obs, b.actions)
-                q_loss = sac_critic_loss(q1, q2, b.rewards, b.terminated, next_q1, next_q2, next_logp,
-                                         cfg.gamma, alpha)
-                V.check_finite_loss(q_loss, step, "SAC critic loss")
-                q_opt.zero_grad()
-                q_loss.backward()
-                q_opt.step()
-                # 3. actor through the (frozen) critics, then the temperature
-                if step % cfg.policy_frequency == 0:
-                    qf.requires_grad_(False)  # gradients flow through Q to the action, not into θ
-                    pi_a, logp, _ = actor.sample(b.obs)
-                    q1_pi, q2_pi = qf(b.obs, pi_a)
-                    actor_loss = sac_actor_loss(logp, q1_pi, q2_pi, alpha)
-                    V.check_finite_loss(actor_loss, step, "SAC actor loss")
-                    actor_opt.zero_grad()
-                    actor_loss.backward()
-                    actor_opt.step()
-                    qf.requires_grad_(True)
-                    if cfg.autotune:
-                        alpha_loss = sac_alpha_loss(log_alpha, logp, target_entropy)
-                        alpha_opt.zero_grad()
-                        alpha_loss.backward()
-                        alpha_opt.step()
-                        alpha = float(log_alpha.detach().exp())
-                # 4. target critics follow slowly
-                polyak_update(qf_target, qf, cfg.tau)
-                if step % 100 == 0:
-                    history["log_step"].append(step)
-                    history["q_loss"].append(float(q_loss.detach()))
-                    history["actor_loss"].append(float(actor_loss.detach()))
-                    history["alpha"].append(alpha)
-                    history["entropy"].append(-float(logp.detach().mean()))
-                    history["q_value"].append(float(q1.detach().mean()))
+                sac.update(rb, step, history)
             bar.update(1)
-
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.total_timesteps):
-                returns = evaluate_policy(lambda o: actor.act(o, deterministic=True), cfg.env_id,
-                                          cfg.eval_episodes, seed=cfg.eval_seed)
-                history["eval_step"].append(step)
-                history["eval_return"].append(float(returns.mean()))
-                history["eval_return_std"].append(float(returns.std()))
-                bar.set_postfix(eval=f"{returns.mean():.0f}", alpha=f"{alpha:.3f}", refresh=False)
-                stop = cfg.target_return is not None and returns.mean() >= cfg.target_return
-                if callback is not None and callback(step, history):
+                mean = _sac_evaluate(cfg, sac.actor, make, step, history)
+                bar.set_postfix(eval=f"{mean:.0f}", alpha=f"{sac.alpha:.3f}", refresh=False)
+                stop = cfg.target_return is not None and mean >= cfg.target_return
+                if callback is not None and callback({"global_step": step, "eval_return": mean, "alpha": sac.alpha}):
                     stop = True
                 if stop:
                     history["stopped_early"] = step < cfg.total_timesteps
@@ -451,7 +499,7 @@ def train_sac(config: SACConfig | None = None, callback: Callable | None = None,
         history["steps"] = step
         history["seconds"] = time.perf_counter() - start
         bar.close()
-        env.close()
+        venv.close()
         torch.set_num_threads(prev_threads)
-    actor.eval()
-    return actor, history
+    sac.actor.eval()
+    return sac.actor, history

@@ -11,7 +11,6 @@ from rlhf_tutorial import envs
 from rlhf_tutorial.envs import (
     ENV_ID,
     HORIZON,
-    TASK_PPO_CONFIG,
     X_LIMIT,
     centred_score,
     noisy_policy,
@@ -20,7 +19,7 @@ from rlhf_tutorial.envs import (
     true_reward,
     upright_score,
 )
-from rlhf_tutorial.ppo import train_ppo
+from rlhf_tutorial.ppo import TASK_PPO_CONFIG, train_ppo
 from rlhf_tutorial.rl import ActorCritic, RolloutCollector, evaluate_policy, make_vec_env
 
 
@@ -148,3 +147,19 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="gains must be finite"):
         pd_policy(k_theta=float("inf"))
     assert gym.make(ENV_ID, horizon=20).unwrapped.horizon == 20
+
+
+def test_the_task_imports_no_algorithm():
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(envs))
+    modules = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not any(m in ("ppo", "sac", "reinforce", "tabular") for m in modules), modules
+
+
+def test_pendulum_swing_up_policy_spans_good_to_random():
+    good = evaluate_policy(envs.pendulum_swing_up_policy(0.0, seed=0), "Pendulum-v1", 4).mean()
+    bad = evaluate_policy(envs.pendulum_swing_up_policy(1.0, seed=0), "Pendulum-v1", 4).mean()
+    assert good > -400 and bad < -700 and good > bad
+    with pytest.raises(ValueError, match="p_random"):
+        envs.pendulum_swing_up_policy(1.5)

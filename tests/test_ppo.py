@@ -162,3 +162,30 @@ def test_train_ppo_in_a_given_env_tracks_the_true_return():
     assert set(h["episode_return"]) == {0.0} and min(h["episode_true_return"]) >= 8
     with pytest.raises(ValueError, match="num_envs"):
         train_ppo(PPOConfig(total_timesteps=256), progress=False, envs=make_vec_env("CartPole-v1", 2))
+
+
+def test_train_ppo_evaluates_through_the_wrappers_it_trains_with():
+    import gymnasium as gym
+
+    from rlhf_tutorial.rl import evaluate_policy, make_vec_env
+
+    class HideReward(gym.vector.VectorWrapper):
+        def step(self, actions):
+            obs, reward, term, trunc, info = self.env.step(actions)
+            return obs, np.zeros_like(reward), term, trunc, dict(info, true_reward=np.asarray(reward, dtype=float))
+
+    made = []
+
+    def make(n):
+        made.append(n)
+        return HideReward(make_vec_env("CartPole-v1", n))
+
+    cfg = PPOConfig(total_timesteps=512, eval_every=256, eval_episodes=3)
+    agent, h = train_ppo(cfg, progress=False, envs=make)
+    assert made == [8, 3, 3]  # training, then each evaluation, through the same wrapper
+    want = evaluate_policy(lambda o: agent.act(o, deterministic=True), "CartPole-v1", 3, seed=10_000)
+    assert h["eval_return"][-1] == pytest.approx(float(want.mean()))  # the true return, from info
+    _, h = train_ppo(cfg, progress=False, callback=lambda info: info["global_step"] >= 256)
+    assert len(h["global_step"]) == 2 and h["global_step"][0] < 256 <= h["global_step"][1]  # True stops training
+    with pytest.raises(TypeError, match="envs"):
+        train_ppo(cfg, progress=False, envs=3)

@@ -13,8 +13,9 @@ from rlhf_tutorial.feedback import ComparisonDataset, ComparisonLabeler, Segment
 from rlhf_tutorial.reward_model import RewardNet
 from rlhf_tutorial.rl import make_vec_env
 from rlhf_tutorial.rlhf import (
-    EnsembleRewardVectorWrapper,
+    LearnedRewardVectorWrapper,
     PreferenceLoopConfig,
+    PreferenceModel,
     RewardEnsemble,
     label_schedule,
     run_preference_loop,
@@ -101,7 +102,7 @@ def test_bootstrap_fitting_makes_identical_members_differ():
 def test_wrapper_gives_the_ensemble_reward_and_records_true_episodes():
     base = make_vec_env(ENV_ID, 2)
     ens = RewardEnsemble.for_env(base, size=2, hidden=(8,), seed=0)
-    env = EnsembleRewardVectorWrapper(base, ens)
+    env = LearnedRewardVectorWrapper(base, ens, record_episodes=True)
     obs, _ = env.reset(seed=0)
     for t in range(201):
         acts = np.array([t % 2, 1 - t % 2])
@@ -163,7 +164,9 @@ def test_smoke_run_of_the_loop():
                                reward_hidden=(16,), eval_every=3_200, eval_episodes=2,
                                ppo=replace(PreferenceLoopConfig().ppo, update_epochs=2))
     seen = []
-    agent, ens, hist = run_preference_loop(cfg, callback=seen.append, progress=False)
+    model, hist = run_preference_loop(cfg, callback=seen.append, progress=False)
+    assert isinstance(model, PreferenceModel)
+    agent, ens = model
     assert len(ens) == 3
     assert hist["labels_used"] == 30 and hist["labels_total"][-1] == 30
     assert hist["phase_labels"] == label_schedule(cfg)
@@ -179,7 +182,7 @@ def test_smoke_run_of_the_loop():
 def test_wrapper_keeps_obs_terminated_truncated_and_info_of_the_env():
     base, ref = make_vec_env(ENV_ID, 3), make_vec_env(ENV_ID, 3)
     ens = RewardEnsemble.for_env(base, size=2, hidden=(8,), seed=1)
-    env = EnsembleRewardVectorWrapper(base, ens, uncertainty_penalty=0.5)
+    env = LearnedRewardVectorWrapper(base, ens, uncertainty_penalty=0.5)
     o1, _ = env.reset(seed=3)
     o2, _ = ref.reset(seed=3)
     np.testing.assert_array_equal(o1, o2)
@@ -200,7 +203,7 @@ def test_wrapper_keeps_obs_terminated_truncated_and_info_of_the_env():
     env.close()
     ref.close()
     with pytest.raises(ValueError, match="uncertainty_penalty"):
-        EnsembleRewardVectorWrapper(make_vec_env(ENV_ID, 1), ens, uncertainty_penalty=-1)
+        LearnedRewardVectorWrapper(make_vec_env(ENV_ID, 1), ens, uncertainty_penalty=-1)
 
 
 def test_fit_with_scores_uses_the_mixed_loss():
@@ -229,10 +232,53 @@ def test_smoke_run_with_scores_initial_labels_and_restarts():
                     rng.uniform(0, 1, 25).astype(np.float32)) for _ in range(8)]
     given = ComparisonDataset(segs[:4], segs[4:], [1.0, 0.0, 1.0, 0.5])
     cfg = PreferenceLoopConfig(label_budget=24, feedback_mix=(1.0, 2.0, 0.0), restart_margin=0.0, **small)
-    _, _, hist = run_preference_loop(cfg, progress=False, initial_labels=given)
+    _, hist = run_preference_loop(cfg, progress=False, initial_labels=given)
     assert hist["labels_used"] == 24 and sum(hist["phase_labels"]) == 20  # 4 given + 20 asked
     assert isinstance(hist["restarts"], list) and len(hist["restarts"]) <= cfg.max_restarts
     with pytest.raises(ValueError, match="segment_length"):
         run_preference_loop(replace(cfg, segment_length=20), progress=False, initial_labels=given)
     with pytest.raises(TypeError, match="initial_labels"):
         run_preference_loop(cfg, progress=False, initial_labels=[1, 2])
+
+
+def test_one_wrapper_for_a_net_with_its_normalizer_and_for_an_ensemble():
+    from rlhf_tutorial import reward_model as rm
+    net = RewardNet.for_env(ENV_ID, hidden=(8,), seed=3)
+    norm = rm.RewardNormalizer(mean=0.3, std=2.0)
+    ours = LearnedRewardVectorWrapper(make_vec_env(ENV_ID, 2), net, norm)
+    ref = rm.LearnedRewardVectorWrapper(make_vec_env(ENV_ID, 2), net, norm)
+    o1, _ = ours.reset(seed=5)
+    ref.reset(seed=5)
+    for t in range(202):
+        acts = np.array([t % 2, 1])
+        want = norm(net.predict(np.asarray(o1, dtype=np.float32), torch.as_tensor(acts)).astype(np.float64))
+        o1, r1, *_ = ours.step(acts)
+        _, r2, *_ = ref.step(acts)
+        np.testing.assert_array_equal(r1, r2)  # the same rewards as reward_model's wrapper, bit for bit
+        if t != 200:
+            np.testing.assert_allclose(r1, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="normalizer"):
+        LearnedRewardVectorWrapper(make_vec_env(ENV_ID, 1), RewardEnsemble([net]), norm)
+    with pytest.raises(TypeError, match="reward_model"):
+        LearnedRewardVectorWrapper(make_vec_env(ENV_ID, 1), "r")
+
+
+def test_wrapper_with_a_state_reward_takes_continuous_actions():
+    net = RewardNet(3, n_actions=1, hidden=(8,), use_action=False, seed=0)
+    env = LearnedRewardVectorWrapper(make_vec_env("Pendulum-v1", 2), net)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        want = net.predict(np.asarray(obs, dtype=np.float32))
+        obs, r, _, _, info = env.step(np.zeros((2, 1), dtype=np.float32))
+        np.testing.assert_allclose(r, want, rtol=1e-6)
+        assert info["true_reward"].shape == (2,) and (info["true_reward"] <= 0).all()
+    env.close()
+
+
+def test_loop_callback_returning_true_stops_it():
+    cfg = PreferenceLoopConfig(seed=0, total_timesteps=6_400, label_budget=10, segment_length=25,
+                               initial_steps=1_600, phase_steps=1_600, label_phases=1, reward_epochs=2,
+                               reward_hidden=(8,), eval_every=0, eval_episodes=1,
+                               ppo=replace(PreferenceLoopConfig().ppo, update_epochs=1))
+    _, hist = run_preference_loop(cfg, callback=lambda info: True, progress=False)
+    assert len(hist["global_step"]) == 1

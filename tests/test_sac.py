@@ -256,11 +256,29 @@ def test_train_sac_early_stop_and_callback():
     assert h["steps"] == 150 and h["stopped_early"]
     seen = []
 
-    def callback(step, history):
-        seen.append((step, history["eval_return"][-1]))
+    def callback(info):  # the trainers' contract: one dict, True stops
+        seen.append((info["global_step"], info["eval_return"]))
         return True
 
     cfg = SACConfig(**{**SMOKE, "autotune": False, "eval_every": 200})
     _, h = train_sac(cfg, callback=callback, progress=False)
     assert h["steps"] == 200 and len(seen) == 1 and seen[0][0] == 200
     assert h["alpha"] == [0.2]  # fixed temperature
+
+
+def test_train_sac_on_a_learned_reward_evaluates_the_true_return():
+    from rlhf_tutorial.reward_model import RewardNet
+    from rlhf_tutorial.rl import make_vec_env
+    from rlhf_tutorial.rlhf import LearnedRewardVectorWrapper
+
+    net = RewardNet(3, n_actions=1, hidden=(8,), use_action=False, seed=0)
+    cfg = SACConfig(**SMOKE)
+    actor, h = train_sac(cfg, progress=False, envs=lambda n: LearnedRewardVectorWrapper(make_vec_env("Pendulum-v1", n), net))
+    ref, h_true = train_sac(cfg, progress=False)
+    assert h["episode_return"] != h_true["episode_return"]  # it trained on r̂ ...
+    assert len(h["episode_true_return"]) == 1 and h["episode_true_return"][0] < 0  # the true return, logged
+    from rlhf_tutorial.rl import evaluate_policy
+    want = evaluate_policy(lambda o: actor.act(o, deterministic=True), "Pendulum-v1", 2, seed=cfg.eval_seed)
+    assert h["eval_return"][-1] == pytest.approx(float(want.mean()))  # ... and is judged on the true reward
+    with pytest.raises(TypeError, match="envs"):
+        train_sac(cfg, progress=False, envs=3)
