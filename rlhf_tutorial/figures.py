@@ -33,7 +33,20 @@ def _arrow(ax, start, end, text="", color="black", rad=0.0, fontsize=8, offset=(
         ax.text(mx, my, text, ha="center", va="bottom", fontsize=fontsize, color=color)
 
 
+def _inline_png() -> None:
+    """In IPython/Jupyter, make a returned Figure display as a PNG even if pyplot was never imported."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
 def _canvas(width, height, xlim, ylim):
+    _inline_png()
     fig = Figure(figsize=(width, height), dpi=110)
     ax = fig.add_axes([0, 0, 1, 1])
     ax.set_xlim(*xlim)
