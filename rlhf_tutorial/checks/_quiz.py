@@ -168,6 +168,13 @@ def _widget_quiz(key: str, qs: list[Question], widgets):
     return widgets.VBox([widgets.HTML(f"<h4>Quiz: notebook {key}</h4>"), *rows, score])
 
 
+def _static_html(key: str, qs: list[Question]) -> str:
+    items = "".join(f"<li>{html.escape(q.text)}<ol type='a'>" + "".join(f"<li>{html.escape(o)}</li>" for o in q.options)
+                    + "</ol></li>" for q in qs)
+    return (f"<p><b>Quiz: notebook {key}</b> (run the cell in Jupyter to answer; or "
+            f"<code>checks.grade_quiz(\"{key}\", {{1: \"a\", ...}})</code>)</p><ol>{items}</ol>")
+
+
 def quiz(nb, widgets: bool | None = None):
     """Show notebook ``nb``'s concept quiz with immediate feedback (the last cell of notebooks 00-10).
 
@@ -186,7 +193,11 @@ def quiz(nb, widgets: bool | None = None):
         except ImportError:
             widgets = False
         else:
-            display(_widget_quiz(key, qs, ipywidgets))
+            box = _widget_quiz(key, qs, ipywidgets)
+            bundle = dict(box._repr_mimebundle_() or {})
+            bundle["text/html"] = _static_html(key, qs)  # what a static viewer (GitHub, nbviewer) shows
+            bundle["text/plain"] = f"Quiz for notebook {key}: {len(qs)} questions (run the cell in Jupyter to answer)"
+            display(bundle, raw=True)
             return None
     _text_quiz(key, qs)
     return None
