@@ -10,8 +10,11 @@ r"""A reward model for text: Bradley–Terry on a GPT-2 backbone (notebook 08; u
   :func:`reward_forward` reads the score at the **last real token** of each sequence (the EOS
   that :func:`encode` appends), never at padding, for left- or right-padded batches: the index
   comes from the attention mask (:func:`last_token_index`) and position ids follow the mask.
-- **Loss.** :func:`bradley_terry_loss` ``= −log σ(r̂(chosen) − r̂(rejected))`` (the seed's
-  L_compare), optionally mixed with L_score on ratings (:func:`score_loss`).
+- **Loss.** :func:`bradley_terry_loss` ``= −log σ((r̂(chosen) − r̂(rejected)) / T_BT)`` (the seed's
+  L_compare), optionally mixed with L_score on ratings z ∈ [0, 1]: the fixed link
+  (:func:`score_loss`, ``(σ(r̂) − z)²``) or a learned one (:func:`rating_link`, :func:`rating_nll`,
+  :class:`RatingLink`: ``ẑ = σ(a·r̂ + b)``, a > 0, Gaussian likelihood with a learned noise).
+  :func:`train_reward_model` takes a :class:`RewardTrainConfig` and returns ``(model, history)``.
 - **Normalization.** :func:`normalize_reward_model` stores the mean and std of the raw scores of
   SFT samples in ``model.config`` (``reward_mean``, ``reward_std``); :func:`reward_scores`
   returns ``(raw − mean) / std``, so SFT samples score mean 0, std 1 and PPO's KL coefficient

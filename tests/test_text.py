@@ -188,3 +188,19 @@ def test_check_sft_loss_accepts_the_package_and_rejects_an_unshifted_loss(capsys
     result = checks.check_sft_loss(unshifted)
     assert not result and "shift by one" in capsys.readouterr().out
     assert not checks.check_sft_loss(42, verbose=False)
+
+
+def test_position_ids_from_mask_counts_real_tokens_only():
+    left = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert T.position_ids_from_mask(left).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]
+    with pytest.raises(TypeError, match="attention_mask"):
+        T.position_ids_from_mask([[1, 1]])
+    with pytest.raises(ValueError, match="2-D"):
+        T.position_ids_from_mask(torch.ones(3))
+
+
+def test_single_thread_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with T.single_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
