@@ -12,13 +12,14 @@ reward (1,000 pairs of other episodes whose true returns differ by more than 0.5
 - methods: each kind alone; the naive mix (λ = 1, 1, 1, no links: the seed's recipe); the
   calibrated mix (a learned link per kind and Bradley-Terry temperature, and λ from the learned
   noise variances, Kendall et al. 2018); and the calibrated mix with fixed λ = (1, 1, 1) and
-  with λ chosen on the held-out *validation* comparisons (a small grid, never the test pairs).
+  (on ``--sweep-seeds``) with λ chosen on the held-out *validation* comparisons from a small grid
+  (never on the test pairs; the grid's test accuracies are kept for notebook 05's picture).
 
 Nothing here is tuned on the test pairs: the raters' noise is fixed in ``feedback`` from published
 measurements or stated assumptions, and every training choice is the notebook's.
 
     python benchmarks/mixed_feedback.py --seeds 0 1 2 3 4      # ~10 min on one CPU thread
-    python benchmarks/mixed_feedback.py --seeds 0 --quick      # one seed, for a smoke test
+    python benchmarks/mixed_feedback.py --seeds 0 --sweep-seeds    # one seed, no λ grid
 
 Writes ``benchmarks/results/mixed_feedback.json`` (read by notebook 05) and prints the table.
 """
@@ -93,16 +94,20 @@ def fit(data, pairs, scorer, seed: int, **cfg) -> tuple[float, dict]:
                  "val_comparison": (hist["val_comparison"][hist["best_epoch"]] if "val_comparison" in hist else np.nan)}
 
 
-def run_setting(labels: dict, pairs, scorer, seed: int, setting: str, quick: bool) -> dict:
+def run_setting(labels: dict, pairs, scorer, seed: int, setting: str, sweep: bool, reuse: dict) -> dict:
     alone, mix = budgets(setting)
     out = {}
     for kind in fb.FEEDBACK_KINDS:
         lam = tuple(float(k == kind) for k in fb.FEEDBACK_KINDS)
+        if kind in reuse and reuse[kind][0] == alone[kind]:   # the same labels were trained on already
+            out[kind] = reuse[kind][1]
+            continue
         out[kind] = fit(first(labels[kind], alone[kind]), pairs, scorer, seed, lambdas=lam)
+        reuse[kind] = (alone[kind], out[kind])
     data = [first(labels[k], mix[k]) for k in fb.FEEDBACK_KINDS]
     out["naive mix"] = fit(data, pairs, scorer, seed, lambdas=(1, 1, 1))
     out["calibrated mix"] = fit(data, pairs, scorer, seed, lambdas=(1, 1, 1), link=True, weighting="uncertainty")
-    if not quick:
+    if sweep:
         out["linked mix, λ = 1"] = fit(data, pairs, scorer, seed, lambdas=(1, 1, 1), link=True)
         # λ chosen on the validation comparisons (lowest validation L_compare), never on the test pairs
         grid = {lam: fit(data, pairs, scorer, seed, lambdas=lam, link=True) for lam in LAMBDA_GRID}
@@ -115,22 +120,30 @@ def run_setting(labels: dict, pairs, scorer, seed: int, setting: str, quick: boo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--quick", action="store_true", help="only the five main methods")
+    ap.add_argument("--sweep-seeds", type=int, nargs="*", default=[0],
+                    help="seeds on which to also run the small λ grid (equal labels only)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--scorer", default="reading", choices=("reading", "embedding"),
                     help="language scorer: the rule-assisted ReadingScorer (default) or the plain embedding head")
+    ap.add_argument("--merge", type=Path, nargs="+", help="only merge these result files into --out")
     args = ap.parse_args()
+    if args.merge:
+        print_table(merge(args.merge, args.out))
+        return
     torch.set_num_threads(1)
     from rlhf_tutorial import language
 
     scorer = language.ReadingScorer() if args.scorer == "reading" else language.LanguageScorer()
-    results = {"command": "python benchmarks/mixed_feedback.py --seeds " + " ".join(map(str, args.seeds)),
+    results = {"command": " ".join(["python benchmarks/mixed_feedback.py --seeds", *map(str, args.seeds),
+                                   "--sweep-seeds", *map(str, args.sweep_seeds)]),
                "label_seconds": fb.LABEL_SECONDS, "n_labels": N_LABELS, "min_gap": MIN_GAP, "seeds": {}}
     for seed in args.seeds:
         t0 = time.time()
         train, pairs = make_pool(seed)
         labels = label_everything(train, seed)
-        results["seeds"][str(seed)] = {s: run_setting(labels, pairs, scorer, seed, s, args.quick)
+        reuse: dict = {}
+        results["seeds"][str(seed)] = {s: run_setting(labels, pairs, scorer, seed, s,
+                                                      s == "labels" and seed in args.sweep_seeds, reuse)
                                        for s in ("labels", "time")}
         row = results["seeds"][str(seed)]
         print(f"seed {seed} ({time.time() - t0:.0f} s): " + " | ".join(
@@ -138,6 +151,15 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1, default=float))
     print_table(results)
+
+
+def merge(paths: list[Path], out: Path) -> dict:
+    """Merge result files of runs over disjoint seeds (run them in parallel) into ``out``."""
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    merged = {**docs[0], "seeds": {s: v for d in docs for s, v in d["seeds"].items()}}
+    merged["command"] = " && ".join(d["command"] for d in docs) + " (in parallel, merged)"
+    out.write_text(json.dumps(merged, indent=1, default=float))
+    return merged
 
 
 def print_table(results: dict) -> None:

@@ -400,9 +400,24 @@ class ReadingScorer:
         rule = "mixed" if len(out) > 1 else out[0][1]
         return {"score": score, "rule": rule, "clauses": out}
 
+    def _encoder_texts(self, comment: str) -> list[str]:
+        """The clause texts of a comment that the embedding head will score."""
+        if read_rating(comment) is not None:
+            return []
+        out = []
+        for clause in self._clauses(comment):
+            rest, factor = _degree(clause)
+            rest, _ = _negated(rest)
+            if _comparative(rest, factor) is None:
+                out.append(rest or clause)
+        return out
+
     def score(self, comments: Sequence[str]) -> np.ndarray:
-        """Scores in [0, 1] (float64, one per comment)."""
+        """Scores in [0, 1] (float64, one per comment); the clauses are embedded in batches first."""
         comments = _check_texts("comments", comments)
+        todo = [t for c in comments for t in self._encoder_texts(c)]
+        if todo:
+            self.scorer.embed(todo)  # one batched pass; explain() then reads the cache
         return np.array([self.explain(c)["score"] for c in comments], dtype=np.float64)
 
     __call__ = score

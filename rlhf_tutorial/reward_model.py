@@ -27,8 +27,8 @@ two choices are the same Bradley-Terry model at different temperatures (Christia
 TRL use the sum). The package defaults to the seed's **mean**, for three measured reasons
 (notebook 05, 50-step segments, 3 seeds): (1) trained with Adam, the factor L also multiplies
 every step's change of the logits, so the sum learns like the mean at an L-times larger learning
-rate and overfits noisy labels sooner: at ε = 10 % and 250-500 comparisons the mean ranked
-held-out pairs better (0.90 vs 0.82-0.86); (2) with the mean all three losses use the same
+rate and overfits noisy labels sooner: with noisy labels the mean ranked held-out pairs
+better (numbers in benchmarks/README.md, "Numbers moved from docstrings"); (2) with the mean all three losses use the same
 r̂_θ(τ), so their per-step gradients have comparable sizes (with the sum L_compare's gradients are
 ~L times larger), though the three still disagree on the *scale* of r̂, which is why a mix needs
 the per-kind links below;
@@ -659,7 +659,7 @@ class RewardTrainConfig:
         self.select_on = V.one_of("select_on", self.select_on, SELECT_ON)
         if self.select_on == "comparison" and self.lambdas["comparison"] == 0:
             raise ValueError("select_on='comparison' needs comparisons in the mix (lambda for 'comparison' > 0)")
-        self.compare_reduce = _check_reduce(self.compare_reduce)
+        self.compare_reduce = V.one_of("compare_reduce", self.compare_reduce, REDUCTIONS)
         self.seed = V.integer("seed", self.seed, 0)
 
     @property
@@ -751,7 +751,7 @@ def train_reward_model(net: nn.Module, data, config: RewardTrainConfig | None = 
     holding every kind (:func:`_train_epoch`), the validation loss (:func:`_validation`), early
     stopping after ``patience`` epochs and, at the end, the best epoch's weights. ``callback``
     (if given) gets ``{"epoch", "train_loss", "val_loss", ...}`` after every epoch; returning
-    ``False`` stops training. Deterministic for a given net initialisation and seed.
+    ``True`` stops training (the trainers' common contract). Deterministic for a given net initialisation and seed.
 
     ``history`` is a dict of per-epoch lists: ``train_loss``, ``val_loss`` (NaN without
     validation), ``train_<kind>``/``val_<kind>`` (unweighted), and with links the learned
@@ -789,8 +789,8 @@ def train_reward_model(net: nn.Module, data, config: RewardTrainConfig | None = 
         else:
             since_best += 1
         bar.set_postfix(train=f"{train['loss']:.3f}", val=f"{val.get('loss', math.nan):.3f}")
-        stop = callback is not None and callback({"epoch": epoch, **{k: v[-1] for k, v in hist.items()
-                                                                     if isinstance(v, list)}}) is False
+        stop = callback is not None and bool(callback({"epoch": epoch, **{k: v[-1] for k, v in hist.items()
+                                                                          if isinstance(v, list)}}))
         if stop or (cfg.patience is not None and val_t and since_best >= cfg.patience):
             break
     bar.close()

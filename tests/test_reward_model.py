@@ -490,8 +490,8 @@ def test_calibrated_training_learns_links_and_calls_back(pool, heldout):
     assert h["a_score"][h["best_epoch"]] == pytest.approx(links.summary()["a_score"])
     assert h["config"]["weighting"] == "uncertainty"
     _, h2 = rm.train_reward_model(RewardNet.for_env(ENV_ID, seed=0), [scores, comps], cfg, links=rm.FeedbackLinks(),
-                                  callback=lambda s: s["epoch"] < 2)
-    assert h2["epochs_run"] == 3                             # the callback returned False after epoch 2
+                                  callback=lambda s: s["epoch"] >= 2)
+    assert h2["epochs_run"] == 3                             # the callback returned True after epoch 2
     with pytest.raises(ValueError, match="link=True"):
         rm.train_reward_model(net, scores, (1, 0, 0), links=rm.FeedbackLinks())
     with pytest.raises(TypeError, match="callback"):
