@@ -7,6 +7,10 @@ to preference learning. Both learn from an expert who *shows* the behaviour inst
   classification data set and fits π_φ(a|s) by cross-entropy, :math:`\min_\phi -\mathbb{E}
   \log \pi_\phi(a_t \mid s_t)`. Fast and simple; but it never learns what to do in states the
   expert never visited (compounding errors), and it learns *what* the expert does, not *why*.
+- **DAgger** (:func:`dagger`; Ross, Gordon & Bagnell 2011) is apprenticeship learning as the seed
+  (§2.2.2) describes it, an expert who *corrects* the agent: the learner drives, the expert says
+  what it should have done in the states the learner visited (:func:`visited_states`), and the
+  learner is refit on all corrections so far. Its labels land where the learner's mistakes take it.
 - **Inverse RL** recovers the *why*: a reward r_w(s) = w·φ(s) (φ: features of a state) under
   which the expert's behaviour is optimal. :func:`maxent_irl` is maximum-entropy IRL (Ziebart et
   al. 2008): the expert is modelled as soft-optimal, :math:`\pi_w(a|s) = \exp(Q^{soft}_w(s,a) -
@@ -37,12 +41,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from . import _validate as validate
 from .rl import CategoricalPolicy, check_probability
 
 __all__ = [
     "collect_demonstrations",
     "behaviour_cloning",
     "action_accuracy",
+    "visited_states",
+    "dagger_round_sizes",
+    "dagger",
     "GridWorld",
     "DEFAULT_LAYOUT",
     "CELL_TYPES",
@@ -61,22 +69,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- validation helpers
-def _check_int(name: str, value, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
 def _check_gamma(gamma) -> float:
     g = check_probability("gamma", gamma)
     if g >= 1.0:
@@ -96,8 +88,8 @@ def collect_demonstrations(act: Callable[[np.ndarray], np.ndarray], env_id: str 
     """
     from .feedback import rollout_episodes
 
-    n_episodes = _check_int("n_episodes", n_episodes)
-    seed = _check_int("seed", seed, 0)
+    n_episodes = validate.integer("n_episodes", n_episodes, 1)
+    seed = validate.integer("seed", seed, 0)
     eps = rollout_episodes(act, n_episodes, env_id=env_id, seed=seed, env_kwargs=env_kwargs)
     return {"obs": np.concatenate([e["obs"] for e in eps]).astype(np.float32),
             "actions": np.concatenate([e["actions"] for e in eps]).astype(np.int64),
@@ -121,7 +113,7 @@ def _check_bc_data(obs, actions, n_actions):
         raise ValueError(f"actions must be >= 0, got {a.min()}")
     if n_actions is None:
         n_actions = max(2, int(a.max()) + 1)
-    n_actions = _check_int("n_actions", n_actions, 2)
+    n_actions = validate.integer("n_actions", n_actions, 2)
     if a.max() >= n_actions:
         raise ValueError(f"actions must be < n_actions={n_actions}, got {a.max()}")
     return o, a, n_actions
@@ -136,15 +128,15 @@ def behaviour_cloning(obs, actions, n_actions: int | None = None, hidden: Sequen
     over shuffled minibatches. ``n_actions`` defaults to the largest action + 1. Everything random
     (the initial weights, the shuffling) comes from ``seed``; the global torch RNG is left as it
     was. The defaults (10 epochs of batches of 256, Adam at 1e-2) clone the PD controller on
-    CartPole-v1 from 5 demonstrations (2,500 pairs) in about a second: greedy return 500 on 10 of
-    10 evaluation episodes for seeds 0-2. With ``return_history=True`` returns ``(policy, history)`` where ``history`` has one
+    CartPole-v1 from 5 demonstrations (2,500 pairs) in about a second (measured returns in
+    benchmarks/README.md). With ``return_history=True`` returns ``(policy, history)`` where ``history`` has one
     ``{"epoch", "loss", "accuracy"}`` dict per epoch (on the training data).
     """
     o, a, n_actions = _check_bc_data(obs, actions, n_actions)
-    epochs = _check_int("epochs", epochs)
-    batch_size = _check_int("batch_size", batch_size)
-    lr = _check_positive("lr", lr)
-    seed = _check_int("seed", seed, 0)
+    epochs = validate.integer("epochs", epochs, 1)
+    batch_size = validate.integer("batch_size", batch_size, 1)
+    lr = validate.positive("lr", lr)
+    seed = validate.integer("seed", seed, 0)
     if isinstance(hidden, (int, str)) or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
         raise ValueError(f"hidden must be a sequence of positive layer widths, got {hidden!r}")
     with torch.random.fork_rng(devices=[]):
@@ -178,6 +170,87 @@ def action_accuracy(policy: CategoricalPolicy, obs, actions) -> float:
         raise TypeError(f"policy must be a torch module mapping obs to logits, got {type(policy).__name__}")
     o, a, _ = _check_bc_data(obs, actions, None)
     return float((policy(torch.as_tensor(o)).argmax(-1).numpy() == a).mean())
+
+
+# --------------------------------------------------------------------------- DAgger: the expert corrects
+def visited_states(act: Callable[[np.ndarray], np.ndarray], n_states: int, env_id: str = "CartPole-v1",
+                   n_episodes: int = 4, seed: int = 0, env_kwargs: dict | None = None) -> np.ndarray:
+    """``n_states`` states drawn (without replacement) from the states ``act`` visits (notebook 04).
+
+    Runs ``n_episodes`` episodes of ``act`` at a time (reset with ``seed``, ``seed + 1``, ...)
+    until they have visited at least ``n_states`` states, then draws ``n_states`` of them
+    uniformly with ``seed``: a sample of the policy's own state distribution, shape
+    ``(n_states, obs_dim)`` float32. With the expert as ``act`` these are behaviour cloning's
+    states; with the learner, the states DAgger asks the expert about.
+    """
+    from .feedback import rollout_episodes
+
+    if not callable(act):
+        raise TypeError(f"act must be callable (obs batch -> action batch), got {type(act).__name__}")
+    n_states = validate.integer("n_states", n_states, 1)
+    n_episodes = validate.integer("n_episodes", n_episodes, 1)
+    seed = validate.integer("seed", seed, 0)
+    chunks, total, k = [], 0, 0
+    while total < n_states:
+        eps = rollout_episodes(act, n_episodes, env_id=env_id, seed=seed + k, env_kwargs=env_kwargs)
+        chunks += [e["obs"] for e in eps]
+        total += sum(len(e["obs"]) for e in eps)
+        k += 1
+    obs = np.concatenate(chunks).astype(np.float32)
+    return obs[np.random.default_rng(seed).choice(len(obs), size=n_states, replace=False)]
+
+
+def dagger_round_sizes(n_labels: int, n_rounds: int) -> list[int]:
+    """How DAgger splits ``n_labels`` expert labels over ``n_rounds`` rounds (notebook 04).
+
+    Equal shares; the remainder goes to round 0 (the expert's own states).
+    """
+    n_labels, n_rounds = validate.integer("n_labels", n_labels, 1), validate.integer("n_rounds", n_rounds, 1)
+    if n_labels < n_rounds:
+        raise ValueError(f"n_labels must be >= n_rounds (one label per round at least), got {n_labels} < {n_rounds}")
+    share = n_labels // n_rounds
+    return [n_labels - share * (n_rounds - 1)] + [share] * (n_rounds - 1)
+
+
+def _greedy_act(policy: CategoricalPolicy) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda obs: policy.act(obs, deterministic=True)
+
+
+def dagger(expert: Callable[[np.ndarray], np.ndarray], n_labels: int, n_rounds: int = 4,
+           env_id: str = "CartPole-v1", n_episodes: int = 4, seed: int = 0, epochs: int = 200,
+           env_kwargs: dict | None = None, **bc_kwargs):
+    r"""DAgger (Ross, Gordon & Bagnell 2011): the expert labels the states the learner visits (notebook 04).
+
+    ``expert`` maps a batch of observations to the expert's actions; ``n_labels`` expert labels in
+    all, split over ``n_rounds`` rounds by :func:`dagger_round_sizes`:
+
+    1. round 0: the expert drives; it labels ``n_0`` of the states it visits (behaviour cloning's data);
+    2. fit π_1 on the labels by :func:`behaviour_cloning` (from scratch, ``epochs``, ``seed``);
+    3. round k >= 1: the learner π_k drives (greedy); the expert labels ``n_k`` states it visited
+       (:func:`visited_states` with seed ``seed + 1009 k``), added to all earlier labels;
+    4. refit π_{k+1} on the aggregate, from scratch, and repeat from 3.
+
+    Extra keyword arguments go to :func:`behaviour_cloning`. Returns ``(policy, history)``: the
+    last policy and one ``{"round", "labels", "states_from", "train_accuracy"}`` dict per round
+    (``labels``: expert labels used so far).
+    """
+    if not callable(expert):
+        raise TypeError(f"expert must be callable (obs batch -> action batch), got {type(expert).__name__}")
+    sizes = dagger_round_sizes(n_labels, n_rounds)
+    seed = validate.integer("seed", seed, 0)
+    X = visited_states(expert, sizes[0], env_id, n_episodes, seed, env_kwargs)              # 1.
+    Y = np.asarray(expert(X), dtype=np.int64)
+    policy = behaviour_cloning(X, Y, epochs=epochs, seed=seed, **bc_kwargs)                   # 2.
+    history = [{"round": 0, "labels": len(X), "states_from": "expert",
+                "train_accuracy": action_accuracy(policy, X, Y)}]
+    for k, n in enumerate(sizes[1:], start=1):
+        X_new = visited_states(_greedy_act(policy), n, env_id, n_episodes, seed + 1009 * k, env_kwargs)  # 3.
+        X = np.concatenate([X, X_new])
+        Y = np.concatenate([Y, np.asarray(expert(X_new), dtype=np.int64)])
+        policy = behaviour_cloning(X, Y, epochs=epochs, seed=seed, **bc_kwargs)               # 4.
+        history.append({"round": k, "labels": len(X), "states_from": "learner",
+                        "train_accuracy": action_accuracy(policy, X, Y)})
+    return policy, history
 
 
 # --------------------------------------------------------------------------- a small gridworld
@@ -234,7 +307,7 @@ class GridWorld(gym.Env):
         if not np.isfinite(self.true_weights).all():
             raise ValueError("cell_rewards must be finite")
         self.slip = check_probability("slip", slip)
-        self.horizon = _check_int("horizon", horizon)
+        self.horizon = validate.integer("horizon", horizon, 1)
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
@@ -338,7 +411,7 @@ def hard_value_iteration(env: GridWorld, reward, gamma: float = 0.9, tol: float 
     """
     env, r, gamma = _check_env(env), _check_reward(env, reward), _check_gamma(gamma)
     V = np.zeros(env.n_states)
-    for _ in range(_check_int("max_iter", max_iter)):
+    for _ in range(validate.integer("max_iter", max_iter, 1)):
         Q = r[:, None] + gamma * env.T @ V
         V_new = Q.max(1)
         if np.abs(V_new - V).max() < tol:
@@ -360,7 +433,7 @@ def soft_value_iteration(env: GridWorld, reward, gamma: float = 0.9, tol: float 
     """
     env, r, gamma = _check_env(env), _check_reward(env, reward), _check_gamma(gamma)
     V = np.zeros(env.n_states)
-    for _ in range(_check_int("max_iter", max_iter)):
+    for _ in range(validate.integer("max_iter", max_iter, 1)):
         Q = r[:, None] + gamma * env.T @ V
         m = Q.max(1)
         V_new = m + np.log(np.exp(Q - m[:, None]).sum(1))
@@ -391,21 +464,36 @@ def generate_demonstrations(env: GridWorld, policy, n_trajectories: int = 50, ho
                             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Roll out a tabular policy; return ``(states, actions)``, both int arrays (n_trajectories, H).
 
-    Notebook 04: the expert's demonstrations for IRL. Starts follow ``env.start_distribution``;
+    Notebook 04: the expert's demonstrations for IRL. ``policy`` is deterministic, one action per
+    state (S,), or stochastic, probabilities (S, A) such as the soft-optimal π of
+    :func:`soft_value_iteration` (a Boltzmann expert). Starts follow ``env.start_distribution``;
     ``horizon`` defaults to ``env.horizon``.
     """
     env = _check_env(env)
-    p = _check_policy(env, policy)
-    n = _check_int("n_trajectories", n_trajectories)
-    H = env.horizon if horizon is None else _check_int("horizon", horizon)
-    rng = np.random.default_rng(_check_int("seed", seed, 0))
+    probs = _policy_probabilities(env, policy)
+    n = validate.integer("n_trajectories", n_trajectories, 1)
+    H = env.horizon if horizon is None else validate.integer("horizon", horizon, 1)
+    rng = np.random.default_rng(validate.integer("seed", seed, 0))
+    deterministic = np.asarray(policy).ndim == 1
     states, actions = np.zeros((n, H), np.int64), np.zeros((n, H), np.int64)
     for i in range(n):
         s = rng.choice(env.n_states, p=env.start_distribution)
         for t in range(H):
-            states[i, t], actions[i, t] = s, p[s]
-            s = rng.choice(env.n_states, p=env.T[s, p[s]])
+            a = int(probs[s].argmax()) if deterministic else int(rng.choice(env.n_actions, p=probs[s]))
+            states[i, t], actions[i, t] = s, a
+            s = rng.choice(env.n_states, p=env.T[s, a])
     return states, actions
+
+
+def _policy_probabilities(env: GridWorld, policy) -> np.ndarray:
+    pi = np.asarray(policy)
+    if pi.ndim == 1:
+        return np.eye(env.n_actions)[_check_policy(env, pi)]
+    if pi.shape != (env.n_states, env.n_actions) or not np.isfinite(pi).all() or (pi < 0).any() \
+            or not np.allclose(pi.sum(1), 1.0, atol=1e-6):
+        raise ValueError(f"policy must be actions (S,) or probabilities (S, A) = ({env.n_states}, {env.n_actions}) "
+                         "with rows summing to 1")
+    return pi
 
 
 def _check_states(env: GridWorld, states) -> np.ndarray:
@@ -435,17 +523,11 @@ def expected_feature_counts(env: GridWorld, policy, start_distribution=None, hor
     (default the env's) and :math:`D_{t+1}(s') = \sum_{s,a} D_t(s)\,\pi(a|s)\,T(s,a,s')`.
     """
     env, gamma = _check_env(env), _check_gamma(gamma)
-    pi = np.asarray(policy)
-    if pi.ndim == 1:
-        pi = np.eye(env.n_actions)[_check_policy(env, pi)]
-    if pi.shape != (env.n_states, env.n_actions) or not np.isfinite(pi).all() or (pi < 0).any() \
-            or not np.allclose(pi.sum(1), 1.0, atol=1e-6):
-        raise ValueError(f"policy must be actions (S,) or probabilities (S, A) = ({env.n_states}, {env.n_actions}) "
-                         "with rows summing to 1")
+    pi = _policy_probabilities(env, policy)
     D = env.start_distribution if start_distribution is None else np.asarray(start_distribution, float)
     if D.shape != (env.n_states,) or (D < 0).any() or not np.isclose(D.sum(), 1.0):
         raise ValueError(f"start_distribution must be a probability vector of shape ({env.n_states},)")
-    H = env.horizon if horizon is None else _check_int("horizon", horizon)
+    H = env.horizon if horizon is None else validate.integer("horizon", horizon, 1)
     M = np.einsum("sa,sap->sp", pi, env.T)  # state-to-state transitions under π
     mu = np.zeros(env.features.shape[1])
     for t in range(H):
@@ -486,7 +568,7 @@ def maxent_irl(env: GridWorld, states, gamma: float = 0.9, lr: float = 0.1, n_it
     """
     env, gamma = _check_env(env), _check_gamma(gamma)
     st = _check_states(env, states)
-    lr, n_iters = _check_positive("lr", lr), _check_int("n_iters", n_iters)
+    lr, n_iters = validate.positive("lr", lr), validate.integer("n_iters", n_iters, 1)
     if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not (np.isfinite(l2) and l2 >= 0):
         raise ValueError(f"l2 must be a number >= 0, got {l2!r}")
     mu_e = feature_expectations(env, st, gamma)
@@ -513,7 +595,7 @@ def projection_apprenticeship(env: GridWorld, states, gamma: float = 0.9, n_iter
     """
     env, gamma = _check_env(env), _check_gamma(gamma)
     st = _check_states(env, states)
-    n_iters, tol = _check_int("n_iters", n_iters), _check_positive("tol", tol)
+    n_iters, tol = validate.integer("n_iters", n_iters, 1), validate.positive("tol", tol)
     mu_e = feature_expectations(env, st, gamma)
     d0 = np.bincount(st[:, 0], minlength=env.n_states) / len(st)
     H = st.shape[1]
