@@ -65,7 +65,8 @@ def number(name: str, value, low: float | None = None, high: float | None = None
         if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype == torch.bool:
             value = value.item()
         else:
-            raise TypeError(f"{name} must be a number, got {_tname(value)} ({value!r})")
+            where = "" if low is None and high is None else " " + _interval(low, high, low_open, high_open)
+            raise TypeError(f"{name} must be a number{where}, got {_tname(value)} ({value!r})")
     v = float(value)
     if math.isnan(v) or (finite and math.isinf(v)):
         raise ValueError(f"{name} must be a finite number, got {value!r}")

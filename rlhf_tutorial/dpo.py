@@ -61,8 +61,7 @@ def _check_same_shape(**tensors):
 
 
 def _check_beta(beta: float):
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
-        raise ValueError(f"beta must be a finite number > 0 (the DPO temperature, e.g. 0.1), got {beta!r}")
+    return V.positive("beta", beta)  # the DPO temperature, e.g. 0.1
 
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
@@ -105,7 +104,7 @@ def dpo_metrics(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, re
 
 
 def _check_rows(rows) -> list[dict]:
-    if isinstance(rows, dict) or not hasattr(rows, "__iter__"):
+    if isinstance(rows, (dict, str, bytes)) or not hasattr(rows, "__iter__"):
         raise TypeError(f"rows must be a list of dicts with keys 'prompt', 'chosen', 'rejected', got {type(rows).__name__}")
     rows = list(rows)
     if not rows:
@@ -225,7 +224,7 @@ def train_dpo(policy: nn.Module, tokenizer, rows, config: DPOConfig | None = Non
     ``callback(step, stats, None)`` runs after each step (the same contract as ``train_lm_ppo``);
     returning ``True`` stops training.
     """
-    config = config or DPOConfig()
+    config = DPOConfig() if config is None else config
     if not isinstance(config, DPOConfig):
         raise TypeError(f"config must be a DPOConfig, got {type(config).__name__}")
     device = next(policy.parameters()).device

@@ -194,6 +194,7 @@ def best_of_n(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: Calla
     :class:`~rlhf_tutorial.lm_rlhf.LMRollout` of all ``n·len(prompts)`` samples (prompt p's are
     rows p·n … p·n+n−1).
     """
+    V.callable_("reward_fn", reward_fn)
     ro = sample_groups(policy, tokenizer, prompts, n, max_new_tokens, temperature, generator=generator, seed=seed)
     scores = _score(reward_fn, ro.prompts, ro.completions).view(len(prompts), n)
     rows = torch.arange(len(prompts)) * n + best_of_n_indices(scores, n)
@@ -229,6 +230,7 @@ class GroupRLConfig:
             raise TypeError(f"fused_gelu must be True or False, got {self.fused_gelu!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        V.integer("num_generations", self.num_generations)
         if self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2 for a group baseline, got {self.num_generations}")
         V.number("beta", self.beta, 0)
@@ -335,7 +337,7 @@ def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: 
     start) and ``step``. ``callback(step, stats, rollout)`` runs after each iteration (the same
     contract as ``train_lm_ppo``); returning ``True`` stops training.
     """
-    config = config or GroupRLConfig()
+    config = GroupRLConfig() if config is None else config
     if not isinstance(config, GroupRLConfig):
         raise TypeError(f"config must be a GroupRLConfig, got {type(config).__name__}")
     if isinstance(prompts, str) or len(prompts) < config.prompts_per_step:

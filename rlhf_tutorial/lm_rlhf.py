@@ -40,7 +40,11 @@ import torch
 from torch import nn
 
 from . import _validate as V
-from .text import _check_tokenizer, fuse_gelu  # fuse_gelu is re-exported here
+from .text import (  # both re-exported here (kept once, in text)
+    _check_tokenizer,
+    fuse_gelu,
+    position_ids_from_mask,
+)
 from .utils import progress_bar
 
 __all__ = [
@@ -96,27 +100,25 @@ class LMPPOConfig:
             raise TypeError(f"fused_gelu must be True or False, got {self.fused_gelu!r}")
         for name in ("num_iterations", "batch_size", "response_length", "num_ppo_epochs", "num_minibatches",
                      "kl_horizon"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            V.integer(name, getattr(self, name), low=1)
+        V.integer("seed", self.seed, low=0)
+        if self.torch_threads is not None:
+            V.integer("torch_threads", self.torch_threads, low=1)
+        for name in ("adaptive_kl", "whiten_advantages"):
+            V.boolean(name, getattr(self, name))
         if self.batch_size < self.num_minibatches:
             raise ValueError(f"num_minibatches ({self.num_minibatches}) must not exceed batch_size ({self.batch_size})")
-        _check_temperature(self.temperature)
+        V.positive("temperature", self.temperature)
         if self.score_temperature is not None:
-            _check_temperature(self.score_temperature)
-        _check_beta(self.kl_coef)
+            V.positive("score_temperature", self.score_temperature)
+        V.number("kl_coef", self.kl_coef, 0)
         for name in ("gamma", "lam"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
+            V.probability(name, getattr(self, name))
         for name in ("clip_coef", "clip_value", "learning_rate", "adam_eps", "max_grad_norm", "target_kl"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
-        if self.vf_coef < 0:
-            raise ValueError(f"vf_coef must be >= 0, got {self.vf_coef}")
-        if self.missing_eos_penalty is not None and self.missing_eos_penalty < 0:
-            raise ValueError(f"missing_eos_penalty must be >= 0 or None, got {self.missing_eos_penalty}")
+            V.positive(name, getattr(self, name))
+        V.number("vf_coef", self.vf_coef, 0)
+        if self.missing_eos_penalty is not None:
+            V.number("missing_eos_penalty", self.missing_eos_penalty, 0)
 
 
 def _check_temperature(t) -> None:
@@ -172,15 +174,6 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, 
     if not shift_mean:
         out = out + mean
     return out * mask
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that skip left padding: the first real token is position 0 (notebook 09).
-
-    Without them a left-padded prompt is seen at shifted positions, and the same text gets
-    different log-probs depending on how much padding its batch needed.
-    """
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _check_prompts(prompts, name: str = "prompts") -> list[str]:
@@ -639,7 +632,7 @@ def _policy_forward(policy, value_head, critic, input_ids, attention_mask, P, te
 
 
 def _check_train_args(policy, tokenizer, reward, prompts, config) -> tuple[LMPPOConfig, list[str]]:
-    cfg = config or LMPPOConfig()
+    cfg = LMPPOConfig() if config is None else config
     if not isinstance(cfg, LMPPOConfig):
         raise TypeError(f"config must be an LMPPOConfig, got {type(cfg).__name__}")
     cfg.validate()

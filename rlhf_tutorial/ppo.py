@@ -93,9 +93,7 @@ class PPOConfig:
         for name in ("anneal_lr", "norm_adv", "anneal_clip", "clip_vloss", "bootstrap_truncated"):
             V.boolean(name, getattr(self, name))
         for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "torch_threads"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            V.integer(name, getattr(self, name), low=1)
         if (self.num_envs * self.num_steps) < self.num_minibatches:
             raise ValueError(
                 f"num_minibatches ({self.num_minibatches}) must not exceed the batch size "
@@ -342,7 +340,7 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], bool |
     true return of each training episode. A ready vector env is accepted too: it is trained in,
     and evaluation then builds ``config.env_id``. ``train_ppo`` closes the envs.
     """
-    cfg = config or PPOConfig()
+    cfg = PPOConfig() if config is None else config
     cfg.validate()
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)

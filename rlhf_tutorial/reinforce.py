@@ -246,13 +246,9 @@ class ReinforceConfig:
         if self.baseline == "value" and self.value_steps < 1:
             raise ValueError("value_steps must be >= 1 when baseline='value'")
         for name in ("learning_rate", "value_learning_rate"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
-        for name in ("ent_coef", "max_grad_norm"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+            V.positive(name, getattr(self, name))
+        for name in ("ent_coef", "max_grad_norm"):  # max_grad_norm = 0: no clipping
+            V.number(name, getattr(self, name), 0)
         if self.target_return is not None:
             V.number("target_return", self.target_return)
         V.boolean("normalize_advantages", self.normalize_advantages)

@@ -22,6 +22,7 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
+from . import _validate as validate
 from .rl import check_probability
 from .utils import progress_bar
 
@@ -39,22 +40,11 @@ __all__ = [
 # --------------------------------------------------------------------------- validation helpers
 def _check_int(name: str, value, low: int = 0, high: int | None = None) -> int:
     """An int in [low, high); raise TypeError for non-ints and ValueError when out of range."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    value = int(value)
-    if value < low or (high is not None and value >= high):
-        expected = f">= {low}" if high is None else f"in [{low}, {high - 1}]"
-        raise ValueError(f"{name} must be {expected}, got {value}")
-    return value
+    return validate.integer(name, value, low, None if high is None else high - 1)
 
 
 def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(0)), "
-            f"got {type(rng).__name__}"
-        )
-    return rng
+    return validate.instance("rng", rng, np.random.Generator, "numpy.random.Generator (e.g. np.random.default_rng(0))")
 
 
 def _check_q_table(Q, name: str = "Q") -> np.ndarray:
@@ -129,7 +119,7 @@ def q_learning_update(Q: np.ndarray, s: int, a: int, r: float, s_next: int, term
     s = _check_int("s", s, 0, n_states)
     s_next = _check_int("s_next", s_next, 0, n_states)
     a = _check_int("a", a, 0, n_actions)
-    alpha = check_probability("alpha", alpha)
+    alpha = validate.probability("alpha", alpha)  # 0: the TD error without an update
     gamma = check_probability("gamma", gamma)
     if isinstance(r, bool) or not isinstance(r, (int, float, np.integer, np.floating)):
         raise TypeError(f"r must be a number (the reward), got {type(r).__name__} ({r!r})")
@@ -179,7 +169,7 @@ def q_learning(env: gym.Env, n_episodes: int, alpha: float = 0.5, gamma: float =
     n_states, n_actions = _check_discrete_env(env, "q_learning")
     n_episodes = _check_int("n_episodes", n_episodes, 1)
     seed = _check_int("seed", seed, 0)
-    alpha = check_probability("alpha", alpha)
+    alpha = validate.probability("alpha", alpha, low_open=True)
     gamma = check_probability("gamma", gamma)
     epsilon_start = check_probability("epsilon_start", epsilon_start)
     epsilon_end = epsilon_start if epsilon_end is None else check_probability("epsilon_end", epsilon_end)

@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _validate as V
 from .cache import verify_checkpoint, write_manifest
 from .utils import progress_bar
 
@@ -471,6 +472,16 @@ class TextConfig:
     sft_lr: float = 1e-3
     seed: int = 0
     version: int = 1
+
+    def __post_init__(self):
+        for name in ("corpus_docs", "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "pretrain_steps",
+                     "pretrain_batch", "sft_pairs", "sft_steps", "sft_batch", "version"):
+            V.integer(name, getattr(self, name), low=1)
+        V.integer("seed", self.seed, low=0)
+        V.positive("pretrain_lr", self.pretrain_lr)
+        V.positive("sft_lr", self.sft_lr)
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
 
 
 def config_hash(config) -> str:

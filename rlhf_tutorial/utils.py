@@ -14,6 +14,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from . import _validate as V
+
 __all__ = ["seed_everything", "set_torch_threads", "get_device", "describe_setup", "timer", "progress_bar"]
 
 
@@ -22,11 +24,7 @@ def seed_everything(seed: int) -> np.random.Generator:
 
     Notebook 00. Gymnasium environments are seeded separately with ``env.reset(seed=...)``.
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    seed = int(seed)
+    seed = V.integer("seed", seed, low=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -41,8 +39,7 @@ def set_torch_threads(n: int | None = None) -> int:
     """
     if n is None:
         n = min(2, os.cpu_count() or 1)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (number of torch threads) must be a positive int, got {n!r}")
+    V.integer("n", n, low=1)  # the number of torch threads
     torch.set_num_threads(n)
     return n
 
@@ -53,9 +50,7 @@ def get_device(prefer: str = "auto") -> torch.device:
     Notebook 00. ``prefer`` may be ``"auto"``, ``"cpu"`` or ``"cuda"``; asking for CUDA on a
     machine without it raises ``ValueError`` instead of failing later inside a model.
     """
-    options = ("auto", "cpu", "cuda")
-    if prefer not in options:
-        raise ValueError(f"prefer must be one of {options}, got {prefer!r}")
+    V.one_of("prefer", prefer, ("auto", "cpu", "cuda"))
     if prefer == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if prefer == "cuda" and not torch.cuda.is_available():

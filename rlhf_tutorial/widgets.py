@@ -29,7 +29,7 @@ created atomically (two widgets opening the same new file at once write one head
 duplicated header line (from an older version) is tolerated on load.
 
 Rendering is a small cart-pole sketch drawn with Pillow from each observation's ``(x, θ)``
-(:func:`render_cartpole_frames`): about 0.1 ms a frame, headless, no simulator. The frames are
+(:func:`render_cartpole_frames`): fast, headless, no simulator. The frames are
 plain RGB arrays, so :func:`rlhf_tutorial.plots.filmstrip` and :func:`~rlhf_tutorial.plots.save_gif`
 take them too.
 

@@ -217,7 +217,7 @@ def test_update_rejects_out_of_range_alpha_gamma(name, value):
 @pytest.mark.parametrize("name", ["alpha", "gamma", "epsilon_start", "epsilon_end", "decay_fraction"])
 def test_q_learning_rejects_out_of_range_hyperparameters(name):
     env = gym.make("CliffWalking-v1", max_episode_steps=10)
-    with pytest.raises(ValueError, match=rf"{name} must be in \[0, 1\], got 2"):
+    with pytest.raises(ValueError, match=rf"{name} must be in [\[(]0, 1\], got 2"):  # alpha: (0, 1]
         tb.q_learning(env, 1, progress=False, **{name: 2})
 
 
