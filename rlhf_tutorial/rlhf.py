@@ -529,7 +529,7 @@ class PreferenceLoopConfig:
     initial_steps: int = 3_200  # steps of the untrained policy before the first labels (8 envs: 2 episodes each)
     initial_label_fraction: float = 0.25  # share of the budget asked about the untrained policy's segments
     label_phases: int = 20  # phases after the first that ask labels, one every phase_steps
-    phase_steps: int = 2_500  # PPO env steps between two refits (5_000 left seed 1 at 124 of 199)
+    phase_steps: int = 2_500  # PPO env steps between two refits (why not 5_000: benchmarks/README.md)
     label_decay_steps: float = 20_000.0  # T₀: phase weight T₀ / (T₀ + t), so early phases ask more
     val_fraction: float = 0.2  # share of labels held out to stop the reward nets' training
     reward_hidden: tuple = (64, 64)  # hidden sizes of each reward net
@@ -603,6 +603,7 @@ def label_schedule(config: PreferenceLoopConfig) -> list[int]:
     t_k = k · phase_steps of PPO) a share of the rest ∝ T₀ / (T₀ + t_k). Rounded so that the
     numbers sum to ``label_budget`` exactly.
     """
+    V.instance("config", config, PreferenceLoopConfig)
     config.validate()
     budget = int(config.label_budget)
     first = int(round(config.initial_label_fraction * budget))
