@@ -29,11 +29,11 @@ MANIFEST = "manifest.json"
 
 
 class CheckpointError(ValueError):
-    """A cached checkpoint is incomplete, corrupt, truncated or holds non-finite weights."""
+    """A cached checkpoint is incomplete, corrupt, truncated or holds non-finite weights (notebook 07's cache)."""
 
 
 def sha256_file(path) -> str:
-    """The SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    """The SHA-256 hex digest of a file, read in 1 MiB chunks (notebook 07's checkpoint cache)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -46,7 +46,7 @@ def _files(folder: Path) -> list[Path]:
 
 
 def write_manifest(folder) -> Path:
-    """Write ``manifest.json`` (``{"files": {relative path: sha256}}``) into ``folder``, atomically; call it last."""
+    """Write ``manifest.json`` (``{"files": {relative path: sha256}}``) into ``folder``, atomically; call it last (notebook 07)."""
     folder = Path(folder)
     files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in _files(folder)}
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest.tmp")
@@ -80,7 +80,7 @@ def _check_weights(folder: Path) -> None:
 
 
 def verify_checkpoint(folder, check_weights: bool = True) -> Path:
-    """Check a cached checkpoint folder against its manifest; raise :class:`CheckpointError` if anything is off.
+    """Check a cached checkpoint folder against its manifest; raise :class:`CheckpointError` if anything is off (notebook 07).
 
     Checks: the folder exists, every file of the manifest is present with the same SHA-256, and
     (``check_weights``) every ``*.safetensors`` loads and is finite. Returns the folder.

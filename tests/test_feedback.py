@@ -86,7 +86,7 @@ def test_segments_from_an_env_with_early_termination():
 def test_ppo_checkpoints_give_named_policies():
     from dataclasses import replace
 
-    from rlhf_tutorial.envs import TASK_PPO_CONFIG
+    from rlhf_tutorial.ppo import TASK_PPO_CONFIG
 
     cfg = replace(TASK_PPO_CONFIG, total_timesteps=600, eval_every=0)
     pool = fb.ppo_checkpoints(cfg, at_steps=(0, 512))

@@ -90,6 +90,8 @@ def test_every_public_function_names_its_notebook():
 
     missing = []
     for path in sorted((ROOT / "rlhf_tutorial").glob("*.py")):
+        if path.name.startswith("_") and path.name != "__init__.py":
+            continue  # private infrastructure (_validate): explained in docs/DESIGN.md, not in a notebook
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
                 if "notebook" not in (ast.get_docstring(node) or "").lower():
