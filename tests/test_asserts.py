@@ -1,6 +1,6 @@
 """The notebooks' asserts can fail: a cheap static check for asserts that are true by construction.
 
-Every notebook ends with assertions on its results (COURSE.md, principle 3). An assert that cannot
+Every notebook ends with assertions on its results (docs/DESIGN.md, "Results are real and asserted"). An assert that cannot
 fail proves nothing, so this test reads every code cell of ``notebooks/`` with :mod:`ast` and flags
 the obvious kinds:
 
