@@ -4,6 +4,11 @@ import numpy as np  # noqa: F401
 import pytest
 import torch  # noqa: F401
 import torch.nn.functional as F  # noqa: F401
+from checker_asserts import (
+    assert_checker_fails_with_hint,
+    assert_checker_passes,
+    assert_two_wrong_versions_each,
+)
 
 from rlhf_tutorial import checks
 from rlhf_tutorial.text import sft_loss
@@ -33,24 +38,13 @@ def test_reference_is_the_package_loss():
 
 @pytest.mark.parametrize("checker, fn", CORRECT)
 def test_checker_passes_on_correct_function(checker, fn, capsys):
-    result = checker(fn)
-    out = capsys.readouterr().out
-    assert result and result.passed and not result.failures, str(result)
-    assert "✅" in out
+    assert_checker_passes(checker, fn, capsys)
 
 
 @pytest.mark.parametrize("checker, fn, hint", WRONG)
 def test_checker_fails_on_typical_mistake_with_hint(checker, fn, hint, capsys):
-    result = checker(fn)
-    out = capsys.readouterr().out
-    assert not result and result.failures
-    assert "❌" in out and "Hint" in out and "Traceback" not in out
-    assert hint in out, out
+    assert_checker_fails_with_hint(checker, fn, hint, capsys)
 
 
 def test_every_checker_of_the_notebook_has_two_wrong_versions():
-    counts = {}
-    for checker, _, _ in WRONG:
-        counts[checker.__name__] = counts.get(checker.__name__, 0) + 1
-    mine = {n for n in checks.nb07.__all__ if n.startswith("check_")}
-    assert set(counts) == mine and min(counts.values()) >= 2, counts
+    assert_two_wrong_versions_each(WRONG, checks.nb07)
