@@ -58,6 +58,21 @@ def gae_reference(rewards, values, next_values, terminated, truncated, gamma, la
 
 
 @with_reference(gae_reference)
+def _random_rollout(rng, shape, term_at=(), trunc_at=()):
+    """A random rollout (rewards, values, next values, terminated, truncated) for the hidden cases of notebook 03."""
+    r = np.round(rng.normal(1.0, 0.5, size=shape), 3)
+    v = np.round(rng.normal(2.0, 1.0, size=shape), 3)
+    term, trunc = np.zeros(shape), np.zeros(shape)
+    for idx in term_at:
+        term[idx] = 1.0
+    for idx in trunc_at:
+        trunc[idx] = 1.0
+    nv = np.concatenate([v[1:], np.round(rng.normal(2.0, 1.0, size=(1,) + shape[1:]), 3)], axis=0)
+    ends = (term + trunc) > 0  # at an episode end V(s_{t+1}) is the final observation's value
+    nv[ends] = np.round(rng.normal(5.0, 1.0, size=int(ends.sum())), 3)
+    return r, v, nv, term, trunc
+
+
 def check_gae(fn, verbose: bool = True, backend: str = "numpy") -> CheckResult:
     r"""Check generalized advantage estimation ``fn(rewards, values, next_values, terminated, truncated, gamma, lam)``.
 
@@ -75,17 +90,7 @@ def check_gae(fn, verbose: bool = True, backend: str = "numpy") -> CheckResult:
     rng = np.random.default_rng(4)
 
     def rollout(shape, term_at=(), trunc_at=()):
-        r = np.round(rng.normal(1.0, 0.5, size=shape), 3)
-        v = np.round(rng.normal(2.0, 1.0, size=shape), 3)
-        term, trunc = np.zeros(shape), np.zeros(shape)
-        for idx in term_at:
-            term[idx] = 1.0
-        for idx in trunc_at:
-            trunc[idx] = 1.0
-        nv = np.concatenate([v[1:], np.round(rng.normal(2.0, 1.0, size=(1,) + shape[1:]), 3)], axis=0)
-        ends = (term + trunc) > 0  # at an episode end V(s_{t+1}) is the final observation's value
-        nv[ends] = np.round(rng.normal(5.0, 1.0, size=int(ends.sum())), 3)
-        return r, v, nv, term, trunc
+        return _random_rollout(rng, shape, term_at, trunc_at)
 
     cases = [
         ("a single episode, no ends (T,)", rollout((6,)), 0.99, 0.95,
@@ -388,17 +393,7 @@ def check_nstep_advantage(fn, verbose: bool = True) -> CheckResult:
     rng = np.random.default_rng(13)
 
     def rollout(shape, term_at=(), trunc_at=()):
-        r = np.round(rng.normal(1.0, 0.5, size=shape), 3)
-        v = np.round(rng.normal(2.0, 1.0, size=shape), 3)
-        term, trunc = np.zeros(shape), np.zeros(shape)
-        for idx in term_at:
-            term[idx] = 1.0
-        for idx in trunc_at:
-            trunc[idx] = 1.0
-        nv = np.concatenate([v[1:], np.round(rng.normal(2.0, 1.0, size=(1,) + shape[1:]), 3)], axis=0)
-        ends = (term + trunc) > 0
-        nv[ends] = np.round(rng.normal(5.0, 1.0, size=int(ends.sum())), 3)
-        return r, v, nv, term, trunc
+        return _random_rollout(rng, shape, term_at, trunc_at)
 
     cases = [
         ("n = 1: the one-step TD error", rollout((6,), term_at=[2]), 0.9, 1,
