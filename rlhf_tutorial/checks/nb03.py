@@ -57,7 +57,6 @@ def gae_reference(rewards, values, next_values, terminated, truncated, gamma, la
     return adv.numpy().astype(np.float64), ret.numpy().astype(np.float64)
 
 
-@with_reference(gae_reference)
 def _random_rollout(rng, shape, term_at=(), trunc_at=()):
     """A random rollout (rewards, values, next values, terminated, truncated) for the hidden cases of notebook 03."""
     r = np.round(rng.normal(1.0, 0.5, size=shape), 3)
@@ -73,6 +72,7 @@ def _random_rollout(rng, shape, term_at=(), trunc_at=()):
     return r, v, nv, term, trunc
 
 
+@with_reference(gae_reference)
 def check_gae(fn, verbose: bool = True, backend: str = "numpy") -> CheckResult:
     r"""Check generalized advantage estimation ``fn(rewards, values, next_values, terminated, truncated, gamma, lam)``.
 
