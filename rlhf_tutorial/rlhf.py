@@ -56,7 +56,7 @@ from .ppo import TASK_PPO_CONFIG, PPOConfig, ppo_update, rollout_to_batch
 from .reward_model import REDUCTIONS, RewardNet, RewardNormalizer, compare_loss, spearman
 from .reward_model import _check_segment_list as _check_segments
 from .rl import ActorCritic, RolloutCollector, evaluate_policy, make_vec_env, require_discrete
-from .utils import progress_bar
+from .utils import progress_bar, resolve_threads
 
 __all__ = [
     "QUERY_METHODS",
@@ -658,7 +658,7 @@ class _Loop:
         self.cfg, self.scorer = cfg, scorer
         self.ppo = ppo = replace(cfg.ppo, env_id=cfg.env_id, seed=cfg.seed, total_timesteps=cfg.total_timesteps)
         self.t_start = time.perf_counter()
-        torch.set_num_threads(ppo.torch_threads)
+        torch.set_num_threads(resolve_threads(ppo.torch_threads))
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)

@@ -29,7 +29,7 @@ from torch import nn
 
 from . import _validate as V
 from .rl import check_probability, evaluate_policy, make_vec_env, mlp
-from .utils import progress_bar, seed_everything
+from .utils import progress_bar, resolve_threads, seed_everything
 
 __all__ = [
     "SACConfig",
@@ -454,7 +454,7 @@ def train_sac(config: SACConfig | None = None, callback: Callable[[dict], bool |
     # the thread count changes the last bits of the (orthogonal) init and of every update, so it is
     # part of what makes a run reproducible; set before the networks are built, restored at the end
     prev_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.torch_threads)
+    torch.set_num_threads(resolve_threads(cfg.torch_threads))
     seed_everything(cfg.seed)
     space.seed(cfg.seed)
     sac = _SACLearner(cfg, obs_dim, act_dim, space.low, space.high)

@@ -16,7 +16,7 @@ import torch
 
 from . import _validate as V
 
-__all__ = ["seed_everything", "set_torch_threads", "get_device", "describe_setup", "timer", "progress_bar"]
+__all__ = ["seed_everything", "set_torch_threads", "resolve_threads", "get_device", "describe_setup", "timer", "progress_bar"]
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -31,15 +31,38 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+THREADS_ENV = "RLHF_TORCH_THREADS"
+
+
+def resolve_threads(n: int) -> int:
+    """The thread count to use: ``n``, unless the environment variable ``RLHF_TORCH_THREADS`` is set.
+
+    Notebooks fix their thread count (``set_torch_threads(1)``) and the trainers take theirs from
+    their configs, so a result does not depend on the machine's core count. The variable overrides
+    all of them at once, to check that the notebooks' asserts also hold with another thread count
+    (``scripts/check_threads.sh``; README "Same results on any machine").
+    """
+    env = os.environ.get(THREADS_ENV)
+    if env is None or env == "":
+        return n
+    try:
+        forced = int(env)
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be a whole number of threads >= 1, got {env!r}") from None
+    return V.integer(THREADS_ENV, forced, low=1)
+
+
 def set_torch_threads(n: int | None = None) -> int:
     """Set the number of CPU threads torch uses and return it.
 
     Notebook 00. The default ``n=None`` picks ``min(2, os.cpu_count())``. The small networks of
     Parts 1-3 run fastest with 1-2 threads: more threads only add synchronisation overhead.
+    ``RLHF_TORCH_THREADS`` overrides ``n`` (:func:`resolve_threads`).
     """
     if n is None:
         n = min(2, os.cpu_count() or 1)
     V.integer("n", n, low=1)  # the number of torch threads
+    n = resolve_threads(n)
     torch.set_num_threads(n)
     return n
 
