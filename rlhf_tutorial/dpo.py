@@ -213,7 +213,7 @@ class DPOConfig:
 
 
 def train_dpo(policy: nn.Module, tokenizer, rows, config: DPOConfig | None = None, ref_model: nn.Module | None = None,
-              progress: bool = True, callback: Callable[[int, dict, None], bool | None] | None = None,
+              progress: bool = True, callback: Callable[[dict], bool | None] | None = None,
               ) -> tuple[nn.Module, dict[str, list[float]]]:
     """Train ``policy`` in place with DPO on TRL-format preference rows; return ``(policy, history)`` (notebook 10).
 
@@ -221,12 +221,13 @@ def train_dpo(policy: nn.Module, tokenizer, rows, config: DPOConfig | None = Non
     (:func:`~rlhf_tutorial.lm_rlhf.frozen_reference`); its log-probabilities are computed once up
     front (TRL's ``precompute_ref_log_probs``). Dropout is switched off. ``history`` is a dict of
     lists: ``loss`` and the :func:`dpo_metrics` per step, plus ``pairs_per_second`` (one value).
-    ``callback(step, stats, None)`` runs after each step (the same contract as ``train_lm_ppo``);
-    returning ``True`` stops training.
+    ``callback(stats)`` (the trainers' contract, docs/DESIGN.md) runs after each step with ``step``,
+    ``loss`` and the step's metrics; returning ``True`` stops training.
     """
     config = DPOConfig() if config is None else config
     if not isinstance(config, DPOConfig):
         raise TypeError(f"config must be a DPOConfig, got {type(config).__name__}")
+    V.callable_("callback", callback, allow_none=True)
     device = next(policy.parameters()).device
     batch = {k: v.to(device) for k, v in tokenize_preferences(tokenizer, rows, max_length=config.max_length).items()}
     batch["pad_token_id"] = tokenizer.pad_token_id
@@ -269,7 +270,7 @@ def train_dpo(policy: nn.Module, tokenizer, rows, config: DPOConfig | None = Non
                 if k != "loss":
                     hist.setdefault(k, []).append(v)
             bar.update(1)
-            if callback is not None and callback(len(hist["loss"]) - 1, stats, None):
+            if callback is not None and callback({"step": len(hist["loss"]) - 1, **stats}):
                 stop = True
                 break
     bar.close()

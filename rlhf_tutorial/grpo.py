@@ -323,7 +323,7 @@ def _group_stats(b: dict, ro: LMRollout, stats_acc: dict, eval_fn, step: int, se
 
 def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: Callable, config: GroupRLConfig | None = None,
                    ref_model: nn.Module | None = None, eval_fn: Callable | None = None,
-                   progress: bool = True, callback: Callable[[int, dict, LMRollout], bool | None] | None = None,
+                   progress: bool = True, callback: Callable[[dict], bool | None] | None = None,
                    ) -> tuple[nn.Module, dict[str, list[float]]]:
     """Train ``policy`` in place with GRPO or RLOO on ``reward_fn(prompts, completions) -> [n]``; return ``(policy, history)`` (notebook 10).
 
@@ -334,16 +334,16 @@ def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: 
     (:func:`~rlhf_tutorial.lm_rlhf.frozen_reference`). ``eval_fn`` (same signature, e.g. the gold
     human) is only *logged* on every batch as ``objective/gold``, never optimized. ``history`` is a
     dict of lists, one entry per iteration, with TRL's metric names plus ``time`` (seconds since
-    start) and ``step``. ``callback(step, stats, rollout)`` runs after each iteration (the same
-    contract as ``train_lm_ppo``); returning ``True`` stops training.
+    start) and ``step``. ``callback(stats)`` (the trainers' contract, docs/DESIGN.md) runs after
+    each iteration with that iteration's row plus ``rollout``; returning ``True`` stops training.
     """
     config = GroupRLConfig() if config is None else config
     if not isinstance(config, GroupRLConfig):
         raise TypeError(f"config must be a GroupRLConfig, got {type(config).__name__}")
     if isinstance(prompts, str) or len(prompts) < config.prompts_per_step:
         raise ValueError(f"need a list of at least prompts_per_step={config.prompts_per_step} prompts")
-    if not callable(reward_fn):
-        raise TypeError("reward_fn must be callable: reward_fn(prompts, completions) -> tensor [n]")
+    V.callable_("reward_fn", reward_fn)
+    V.callable_("callback", callback, allow_none=True)
     ref = frozen_reference(policy, ref_model, config.fused_gelu, name="ref_model")
     if config.fused_gelu:
         fuse_gelu(policy)  # the same function, faster (text.fuse_gelu)
@@ -369,6 +369,6 @@ def train_group_rl(policy: nn.Module, tokenizer, prompts: list[str], reward_fn: 
         row = _group_stats(b, ro, stats_acc, eval_fn, step, time.perf_counter() - t0)
         for key, v in row.items():
             hist.setdefault(key, []).append(v)
-        if callback is not None and callback(step, row, ro):
+        if callback is not None and callback({**row, "rollout": ro}):
             break
     return policy, hist

@@ -742,7 +742,7 @@ def _iteration_stats(it: int, b: dict, ro: LMRollout, upd: dict, first: dict, be
 
 def train_lm_ppo(policy: nn.Module, tokenizer, reward, prompts: list[str], config: LMPPOConfig | None = None,
                  ref_policy: nn.Module | None = None, critic: nn.Module | None = None,
-                 callback: Callable[[int, dict, LMRollout], bool | None] | None = None,
+                 callback: Callable[[dict], bool | None] | None = None,
                  progress: bool = True) -> tuple[nn.Module, dict[str, list]]:
     r"""Train ``policy`` with PPO on ``reward`` over ``prompts``; return ``(policy, history)`` (notebook 09).
 
@@ -768,9 +768,11 @@ def train_lm_ppo(policy: nn.Module, tokenizer, reward, prompts: list[str], confi
     ``val/clipfrac_avg``, ``val/ratio``, ``val/ratio_first`` and ``val/ratio_first_max_dev`` (the
     ratio on the first minibatch of the iteration: 1 up to float error), ``val/eos_frac``,
     ``val/mean_length``, ``kl_coef``, ``time/iteration``, ``iteration``.
-    ``callback(iteration, stats, rollout)`` runs after each iteration; returning ``True`` stops training.
+    ``callback(stats)`` (the trainers' contract, docs/DESIGN.md) runs after each iteration with that
+    iteration's stats plus ``rollout`` (the :class:`LMRollout`); returning ``True`` stops training.
     """
     cfg, prompts = _check_train_args(policy, tokenizer, reward, prompts, config)
+    V.callable_("callback", callback, allow_none=True)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     ref_policy, value_model = _setup_models(policy, reward, ref_policy, critic, cfg)
@@ -798,7 +800,7 @@ def train_lm_ppo(policy: nn.Module, tokenizer, reward, prompts: list[str], confi
             beta = kl_ctl.update(stats["objective/kl"], ro.input_ids.shape[0])
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(score=f"{stats['objective/scores']:.2f}", kl=f"{stats['objective/kl']:.2f}")
-        if callback is not None and callback(it, stats, ro):
+        if callback is not None and callback({**stats, "rollout": ro}):
             break
     return policy, history
 

@@ -327,7 +327,7 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], bool |
     ``clipfrac``, ``explained_variance``, ``policy_loss``, ``value_loss``, ``entropy``, ``lr``,
     ``train_seconds`` (wall time excluding evaluation); per finished episode ``episode_step`` and
     ``episode_return``; per evaluation ``eval_step``, ``eval_return`` (mean) and
-    ``eval_train_seconds``. ``callback(info)`` (the trainers' contract) receives the latest
+    ``eval_train_seconds``. ``callback(stats)`` (the trainers' contract, docs/DESIGN.md) receives the latest
     update's stats (with ``global_step``) after every update; returning True stops training.
 
     ``envs`` (notebooks 05-06): the env to train *and evaluate* in instead of
@@ -342,6 +342,7 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], bool |
     """
     cfg = PPOConfig() if config is None else config
     cfg.validate()
+    V.callable_("callback", callback, allow_none=True)
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -258,7 +259,7 @@ class ReinforceConfig:
 
 
 # --------------------------------------------------------------------------- training
-def train_reinforce(config: ReinforceConfig, progress: bool = True):
+def train_reinforce(config: ReinforceConfig, progress: bool = True, callback: Callable[[dict], bool | None] | None = None):
     """Train a :class:`~rlhf_tutorial.rl.CategoricalPolicy` with REINFORCE; return ``(policy, history)``.
 
     Notebook 02. Each update:
@@ -279,25 +280,86 @@ def train_reinforce(config: ReinforceConfig, progress: bool = True):
     ``explained_variance`` (of G_t by the value baseline, ``nan`` without one); per training
     episode ``episode_step`` (steps used up to the end of that episode) and ``episode_return``;
     per evaluation ``eval_step``, ``eval_episodes``, ``eval_return``; and ``target_reached``,
-    ``stopped_early`` and ``config``.
+    ``stopped_early`` and ``config``. ``callback(stats)`` (the trainers' contract, docs/DESIGN.md)
+    gets each update's values (plus ``eval_return`` after an evaluation); returning True stops training.
     Runs are deterministic on CPU for a fixed ``config.seed``. ``progress`` shows a ``tqdm.auto``
     bar (off when ``TQDM_DISABLE=1``, as in ``scripts/run_notebooks.py``).
     """
     if not isinstance(config, ReinforceConfig):
         raise TypeError(f"config must be a ReinforceConfig, got {type(config).__name__}")
     config.validate()
+    V.callable_("callback", callback, allow_none=True)
     envs = make_vec_env(config.env_id, config.num_envs)
     try:
         n_actions = require_discrete(envs.single_action_space, "train_reinforce (REINFORCE)")
         obs_shape = envs.single_observation_space.shape
         if obs_shape is None or len(obs_shape) != 1:
             raise ValueError(f"train_reinforce needs flat (1-D) observations, got shape {obs_shape}")
-        return _train(config, envs, obs_shape[0], n_actions, progress)
+        return _train(config, envs, obs_shape[0], n_actions, progress, callback)
     finally:
         envs.close()
 
 
-def _train(config: ReinforceConfig, envs, obs_dim: int, n_actions: int, progress: bool):
+_HISTORY_KEYS = ("update", "episodes", "global_step", "return_mean", "length_mean", "policy_loss", "value_loss",
+                 "entropy", "explained_variance", "episode_step", "episode_return", "eval_step", "eval_episodes",
+                 "eval_return")
+_UPDATE_KEYS = _HISTORY_KEYS[:9]  # one value per update: what the callback gets
+
+
+def _policy_step(config: ReinforceConfig, policy, optimizer, obs, actions, returns, b, update: int):
+    """Step 4: one gradient step on the REINFORCE loss minus the entropy bonus; ``(pg_loss, entropy)``."""
+    logp, entropy = categorical_log_prob_entropy(policy(obs), actions)
+    pg_loss = reinforce_loss(logp, returns, b, normalize=config.normalize_advantages)
+    loss = pg_loss - config.ent_coef * entropy.mean()
+    V.check_finite_loss(loss, update, "REINFORCE loss (policy gradient - entropy bonus)")
+    optimizer.zero_grad()
+    loss.backward()
+    if config.max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+    optimizer.step()
+    return pg_loss.item(), entropy.mean().item()
+
+
+def _value_step(config: ReinforceConfig, value, value_opt, obs, returns, b) -> tuple[float, float]:
+    """Step 5: refit V_ψ on this batch's returns; ``(value_loss, explained_variance)`` (NaN without V_ψ)."""
+    if value is None:
+        return float("nan"), float("nan")
+    ev = explained_variance(b, returns)
+    for _ in range(config.value_steps):
+        v_loss_t = ((value(obs) - returns) ** 2).mean()
+        value_opt.zero_grad()
+        v_loss_t.backward()
+        value_opt.step()
+    return v_loss_t.item(), ev
+
+
+def _baseline(config: ReinforceConfig, value, obs, returns):
+    """Step 3: b(s_t), evaluated before V_ψ is refitted (``None`` without a baseline)."""
+    if value is not None:
+        with torch.no_grad():
+            return value(obs)
+    return returns.mean() if config.baseline == "mean" else None
+
+
+def _record(history: dict, row: dict, episodes, n_obs: int) -> None:
+    for k, v in row.items():
+        history[k].append(v)
+    history["episode_return"].extend(ep.total_reward for ep in episodes)
+    ends = row["global_step"] - n_obs + np.cumsum([len(ep) for ep in episodes])
+    history["episode_step"].extend(ends.tolist())
+
+
+def _evaluate(config: ReinforceConfig, policy, history: dict) -> float:
+    """Step 6: the greedy policy's mean return over ``eval_episodes``, recorded in ``history``."""
+    eval_ret = float(evaluate_policy(lambda o: policy.act(o, deterministic=True), config.env_id,
+                                     config.eval_episodes, seed=config.eval_seed).mean())
+    history["eval_step"].append(history["global_step"][-1])
+    history["eval_episodes"].append(history["episodes"][-1])
+    history["eval_return"].append(eval_ret)
+    return eval_ret
+
+
+def _train(config: ReinforceConfig, envs, obs_dim: int, n_actions: int, progress: bool, callback):
     torch.set_num_threads(config.torch_threads)
     seed_everything(config.seed)
     policy = CategoricalPolicy(obs_dim, n_actions, config.hidden)
@@ -306,77 +368,33 @@ def _train(config: ReinforceConfig, envs, obs_dim: int, n_actions: int, progress
     if config.baseline == "value":
         value = ValueBaseline(obs_dim, config.hidden)
         value_opt = torch.optim.Adam(value.parameters(), lr=config.value_learning_rate)
-
-    keys = ["update", "episodes", "global_step", "return_mean", "length_mean", "policy_loss",
-            "value_loss", "entropy", "explained_variance", "episode_step", "episode_return",
-            "eval_step", "eval_episodes", "eval_return"]
-    history: dict = {k: [] for k in keys}
+    history: dict = {k: [] for k in _HISTORY_KEYS}
     history.update(target_reached=False, stopped_early=False, config=asdict(config))
-    batch_size = config.num_envs * config.episodes_per_env
-    n_updates = math.ceil(config.total_episodes / batch_size)
+    n_updates = math.ceil(config.total_episodes / (config.num_envs * config.episodes_per_env))
     episodes_done = steps_done = 0
     bar = progress_bar(range(1, n_updates + 1), desc="REINFORCE", disable=not progress)  # tqdm.auto
     for update in bar:
-        # 1. a batch of complete, fresh episodes from the current policy
-        episodes = collect_episodes(policy, envs, config.episodes_per_env,
-                                    seed=config.seed if update == 1 else None)
-        # 2. reward-to-go G_t within each episode
+        # 1-2. a batch of complete, fresh episodes from the current policy; reward-to-go G_t within each
+        episodes = collect_episodes(policy, envs, config.episodes_per_env, seed=config.seed if update == 1 else None)
         obs, actions, returns = episode_batch(episodes, config.gamma)
-        # 3. baseline b(s_t) and advantages
-        if value is not None:
-            with torch.no_grad():
-                b = value(obs)
-        elif config.baseline == "mean":
-            b = returns.mean()
-        else:
-            b = None
-        # 4. one policy-gradient step
-        logp, entropy = categorical_log_prob_entropy(policy(obs), actions)
-        pg_loss = reinforce_loss(logp, returns, b, normalize=config.normalize_advantages)
-        loss = pg_loss - config.ent_coef * entropy.mean()
-        V.check_finite_loss(loss, update, "REINFORCE loss (policy gradient - entropy bonus)")
-        optimizer.zero_grad()
-        loss.backward()
-        if config.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-        optimizer.step()
-        # 5. refit the value baseline on this batch's returns
-        v_loss = ev = float("nan")
-        if value is not None:
-            ev = explained_variance(b, returns)
-            for _ in range(config.value_steps):
-                v_loss_t = ((value(obs) - returns) ** 2).mean()
-                value_opt.zero_grad()
-                v_loss_t.backward()
-                value_opt.step()
-            v_loss = v_loss_t.item()
-        # bookkeeping
-        ep_returns = [ep.total_reward for ep in episodes]
+        b = _baseline(config, value, obs, returns)
+        pg_loss, entropy = _policy_step(config, policy, optimizer, obs, actions, returns, b, update)
+        v_loss, ev = _value_step(config, value, value_opt, obs, returns, b)
         episodes_done += len(episodes)
         steps_done += len(obs)
-        for k, v in (("update", update), ("episodes", episodes_done), ("global_step", steps_done),
-                     ("return_mean", float(np.mean(ep_returns))),
-                     ("length_mean", float(np.mean([len(ep) for ep in episodes]))),
-                     ("policy_loss", pg_loss.item()), ("value_loss", v_loss),
-                     ("entropy", entropy.mean().item()), ("explained_variance", ev)):
-            history[k].append(v)
-        history["episode_return"].extend(ep_returns)
-        ends = steps_done - len(obs) + np.cumsum([len(ep) for ep in episodes])
-        history["episode_step"].extend(ends.tolist())
-        # 6. periodic deterministic evaluation and early stop
+        ep_returns = [ep.total_reward for ep in episodes]
+        row = dict(zip(_UPDATE_KEYS, (update, episodes_done, steps_done, float(np.mean(ep_returns)),
+                                      float(np.mean([len(ep) for ep in episodes])), pg_loss, v_loss, entropy, ev)))
+        _record(history, row, episodes, len(obs))
         postfix = {"return": f"{np.mean(ep_returns):.1f}"}
         if config.eval_every and (update % config.eval_every == 0 or update == n_updates):
-            eval_ret = float(evaluate_policy(lambda o: policy.act(o, deterministic=True), config.env_id,
-                                             config.eval_episodes, seed=config.eval_seed).mean())
-            history["eval_step"].append(steps_done)
-            history["eval_episodes"].append(episodes_done)
-            history["eval_return"].append(eval_ret)
-            postfix["eval"] = f"{eval_ret:.1f}"
-            if config.target_return is not None and eval_ret >= config.target_return:
+            row["eval_return"] = _evaluate(config, policy, history)
+            postfix["eval"] = f"{row['eval_return']:.1f}"
+            if config.target_return is not None and row["eval_return"] >= config.target_return:
                 history["target_reached"] = True
                 history["stopped_early"] = update < n_updates
-                bar.set_postfix(postfix)
-                break
         bar.set_postfix(postfix)
+        if history["target_reached"] or (callback is not None and callback(row)):
+            break
     bar.close()
     return policy, history

@@ -137,7 +137,7 @@ def test_train_dpo_callback_stops_and_fused_gelu_is_a_switch():
     model, tok = tiny_lm()
     seen = []
     _, hist = train_dpo(model, tok, ROWS * 4, DPOConfig(per_device_train_batch_size=4, fused_gelu=False),
-                        progress=False, callback=lambda step, st, _: seen.append(st["loss"]) or step == 1)
+                        progress=False, callback=lambda st: seen.append(st["loss"]) or st["step"] == 1)
     assert len(hist["loss"]) == 2 and seen == hist["loss"]
     assert any(type(m).__name__ == "NewGELUActivation" for m in model.modules())  # switch off: GPT-2's own GELU
     with pytest.raises(TypeError, match="fused_gelu"):

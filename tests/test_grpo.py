@@ -127,7 +127,7 @@ def test_train_group_rl_callback_stops_early():
     model, tok = tiny_lm()
     cfg = GroupRLConfig(max_steps=10, max_completion_length=4, prompts_per_step=2, num_generations=2)
     _, hist = train_group_rl(model, tok, ["the food was", "the service"], _good_count, cfg, progress=False,
-                             callback=lambda step, st, ro: len(ro.completions) == 4 and step == 2)
+                             callback=lambda st: len(st["rollout"].completions) == 4 and st["step"] == 2)
     assert hist["step"] == [0, 1, 2]
 
 

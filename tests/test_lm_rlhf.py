@@ -298,7 +298,7 @@ def test_callback_stops_training_and_fused_gelu_is_a_switch(policy, tok):
                         fused_gelu=False)
     seen = []
     _, hist = L.train_lm_ppo(policy, tok, _reward_len, PROMPTS, cfg, progress=False,
-                             callback=lambda it, st, ro: seen.append(it) or it == 1)
+                             callback=lambda st: seen.append(st["iteration"]) or st["iteration"] == 1)
     assert seen == [0, 1] and hist["iteration"] == [0, 1]
     assert any(type(m).__name__ == "NewGELUActivation" for m in policy.modules())  # switch off: not swapped
     with pytest.raises(TypeError, match="fused_gelu"):

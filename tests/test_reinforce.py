@@ -160,6 +160,17 @@ def test_train_reinforce_short_run_is_deterministic(baseline):
     assert np.isnan(h1["value_loss"]).all() == (baseline != "value")
 
 
+def test_train_reinforce_callback_gets_each_update_and_true_stops():
+    cfg = ReinforceConfig(seed=3, num_envs=2, total_episodes=10, eval_every=2, eval_episodes=1)
+    seen = []
+    _, h = train_reinforce(cfg, progress=False, callback=lambda st: seen.append(st) or st["update"] == 3)
+    assert [st["update"] for st in seen] == [1, 2, 3] and h["update"] == [1, 2, 3]
+    assert "eval_return" in seen[1] and "eval_return" not in seen[0]
+    assert seen[-1]["global_step"] == h["global_step"][-1]
+    with pytest.raises(TypeError, match="callback"):
+        train_reinforce(cfg, progress=False, callback=3)
+
+
 def test_train_reinforce_solves_cartpole():
     # the default config (early stop at a greedy evaluation >= 475 over 10 episodes)
     policy, history = train_reinforce(ReinforceConfig(seed=0), progress=False)
