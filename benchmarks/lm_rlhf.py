@@ -84,7 +84,7 @@ def _ours(workdir: Path, args, separate_critic: bool) -> list[float]:
     critic = copy.deepcopy(rm) if separate_critic else None
     stamps = [time.perf_counter()]
     train_lm_ppo(policy, tok, rm, prompts, cfg, critic=critic, progress=False,
-                 callback=lambda it, st, ro: stamps.append(time.perf_counter()))
+                 callback=lambda st: stamps.append(time.perf_counter()))
     return [b - a for a, b in zip(stamps[:-1], stamps[1:])][args.warmup:]
 
 

@@ -45,7 +45,7 @@ from .text import (  # both re-exported here (kept once, in text)
     fuse_gelu,
     position_ids_from_mask,
 )
-from .utils import progress_bar
+from .utils import progress_bar, resolve_threads
 
 __all__ = [
     "LMPPOConfig", "LMRollout", "ValueHead", "AdaptiveKLController", "disable_dropout", "fuse_gelu", "left_pad",
@@ -774,7 +774,7 @@ def train_lm_ppo(policy: nn.Module, tokenizer, reward, prompts: list[str], confi
     cfg, prompts = _check_train_args(policy, tokenizer, reward, prompts, config)
     V.callable_("callback", callback, allow_none=True)
     if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
+        torch.set_num_threads(resolve_threads(cfg.torch_threads))
     ref_policy, value_model = _setup_models(policy, reward, ref_policy, critic, cfg)
     device = next(policy.parameters()).device
     params = list(policy.parameters()) + [p for p in value_model.parameters() if p.requires_grad]

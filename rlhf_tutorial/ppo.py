@@ -28,7 +28,7 @@ from .rl import (
     make_vec_env,
     require_discrete,
 )
-from .utils import progress_bar
+from .utils import progress_bar, resolve_threads
 
 __all__ = ["PPOConfig", "TASK_PPO_CONFIG", "ppo_policy_loss", "ppo_value_loss", "a2c_loss", "normalize", "rollout_to_batch",
            "ppo_update", "train_ppo", "ALGORITHMS"]
@@ -343,7 +343,7 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], bool |
     cfg = PPOConfig() if config is None else config
     cfg.validate()
     V.callable_("callback", callback, allow_none=True)
-    torch.set_num_threads(cfg.torch_threads)
+    torch.set_num_threads(resolve_threads(cfg.torch_threads))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     envs, make_envs = _training_envs(cfg, envs)

@@ -36,7 +36,7 @@ from .rl import (
     mlp,
     require_discrete,
 )
-from .utils import progress_bar, seed_everything
+from .utils import progress_bar, resolve_threads, seed_everything
 
 __all__ = [
     "BASELINES",
@@ -360,7 +360,7 @@ def _evaluate(config: ReinforceConfig, policy, history: dict) -> float:
 
 
 def _train(config: ReinforceConfig, envs, obs_dim: int, n_actions: int, progress: bool, callback):
-    torch.set_num_threads(config.torch_threads)
+    torch.set_num_threads(resolve_threads(config.torch_threads))
     seed_everything(config.seed)
     policy = CategoricalPolicy(obs_dim, n_actions, config.hidden)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)

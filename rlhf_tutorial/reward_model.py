@@ -414,9 +414,7 @@ class FeedbackLinks(nn.Module):
         self.raw_scale = nn.ParameterDict({k: nn.Parameter(torch.tensor(_inv_softplus(a))) for k in REGRESSION_KINDS})
         self.offset = nn.ParameterDict({k: nn.Parameter(torch.tensor(0.0)) for k in REGRESSION_KINDS})
         self.log_beta = nn.Parameter(torch.tensor(math.log(beta)))
-        # σ_k² is not learned by gradient: train_reward_model sets it in closed form (set_noise)
-        self.log_var = nn.ParameterDict({k: nn.Parameter(torch.tensor(0.0), requires_grad=False)
-                                         for k in REGRESSION_KINDS})
+        self.log_var = nn.ParameterDict({k: nn.Parameter(torch.tensor(0.0)) for k in REGRESSION_KINDS})
 
     @staticmethod
     def _kind(kind: str) -> str:
@@ -444,19 +442,6 @@ class FeedbackLinks(nn.Module):
         with torch.no_grad():
             self.raw_scale[self._kind(kind)].fill_(_inv_softplus(a))
             self.offset[kind].fill_(_check_number("offset", offset))
-
-    @torch.no_grad()
-    def set_noise(self, mse: Mapping[str, float]) -> None:
-        """Set each regression kind's σ_k² to its closed-form optimum, the given mean squared residual.
-
-        ∂/∂s_k of ½e^{-s_k}·L̃_k + ½s_k is zero at σ_k² = L̃_k (:func:`uncertainty_weighted_loss`).
-        :func:`train_reward_model` calls this after every epoch with the *held-out* residuals (the
-        training ones shrink as the net overfits), so λ_k = 1/(2σ_k²) weighs each kind by how well
-        it predicts labels it was not trained on (notebook 05). Floored at :data:`MIN_LOG_VAR`.
-        """
-        for k, v in mse.items():
-            v = V.number(f"mse[{k!r}]", v, 0.0)
-            self.log_var[self._kind(k)].fill_(max(math.log(max(v, 1e-12)), MIN_LOG_VAR))
 
     def summary(self) -> dict[str, float]:
         """``{"a_score", "b_score", "a_language", "b_language", "beta", "sigma_score", "sigma_language"}`` as floats."""
@@ -491,8 +476,7 @@ def linked_compare_loss(net: nn.Module, links: FeedbackLinks, obs_a, actions_a, 
     return F.binary_cross_entropy_with_logits(_check_links(links).beta() * (ra - rb), y)
 
 
-def uncertainty_weighted_loss(losses: Mapping[str, torch.Tensor], log_vars: Mapping[str, torch.Tensor],
-                              shares: Mapping[str, float] | None = None) -> torch.Tensor:
+def uncertainty_weighted_loss(losses: Mapping[str, torch.Tensor], log_vars: Mapping[str, torch.Tensor]) -> torch.Tensor:
     r"""Σ_k of each loss divided by its learned noise variance, plus log σ (Kendall et al. 2018; notebook 05).
 
     A regression kind k with mean squared error :math:`\mathcal L_k` and log variance
@@ -500,8 +484,7 @@ def uncertainty_weighted_loss(losses: Mapping[str, torch.Tensor], log_vars: Mapp
     :math:`\tfrac12 e^{-s_k}\mathcal L_k + \tfrac12 s_k` (minimised at :math:`\sigma_k^2 = \mathcal L_k`,
     so a noisy kind gets the weight :math:`\lambda_k = 1/(2\sigma_k^2)` it deserves); a kind without a
     log variance (comparisons: the Bradley-Terry cross-entropy is already a likelihood, with its own
-    temperature) is added as it is. ``s_k`` is clamped at :data:`MIN_LOG_VAR`. ``shares`` (optional,
-    kind -> weight) multiplies each kind's term, as in :func:`mix_objective`.
+    temperature) is added as it is. ``s_k`` is clamped at :data:`MIN_LOG_VAR`.
     """
     total = None
     for k, loss in losses.items():
@@ -510,8 +493,6 @@ def uncertainty_weighted_loss(losses: Mapping[str, torch.Tensor], log_vars: Mapp
             term = 0.5 * torch.exp(-s) * loss + 0.5 * s
         else:
             term = loss
-        if shares is not None and k in shares:
-            term = shares[k] * term
         total = term if total is None else total + term
     if total is None:
         raise ValueError("losses is empty: give at least one kind's loss")
@@ -534,8 +515,7 @@ def _kind_loss(net, kind: str, b: Mapping, links, compare_reduce: str) -> torch.
 
 def mix_objective(net: nn.Module, batches: Mapping[str, Mapping], lambdas=(1.0, 1.0, 1.0),
                   links: FeedbackLinks | None = None, weighting: str = "fixed",
-                  compare_reduce: str = "mean", shares: Mapping[str, float] | None = None
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
+                  compare_reduce: str = "mean") -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective of one step, naive or calibrated; returns ``(L, parts)`` (notebooks 05-06).
 
     ``links=None, weighting="fixed"`` is the seed's naive mix, exactly :func:`mixed_loss`. With
@@ -543,17 +523,9 @@ def mix_objective(net: nn.Module, batches: Mapping[str, Mapping], lambdas=(1.0, 
     :func:`linked_compare_loss`); ``weighting="fixed"`` then weighs them with ``lambdas``, and
     ``"uncertainty"`` with the learned noise variances (:func:`uncertainty_weighted_loss`; the
     ``lambdas`` only say which kinds are used: λ_k > 0). ``batches`` as for :func:`mixed_loss`;
-    ``parts`` holds each kind's (linked, unweighted) loss. ``shares`` (kind -> weight > 0, default 1)
-    multiplies each kind's term: the trainer passes each kind's share of the minibatch, so that
-    every label counts once (:func:`_epoch_batches`).
+    ``parts`` holds each kind's (linked, unweighted) loss.
     """
     lam = check_lambdas(lambdas)
-    if shares is not None:
-        shares = {k: V.positive(f"shares[{k!r}]", v) for k, v in shares.items()}
-        if shares and all(v == 1 for v in shares.values()):
-            shares = None
-    if shares is not None:
-        lam = {k: v * shares.get(k, 1.0) for k, v in lam.items()}
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if weighting == "uncertainty" and links is None:
@@ -573,8 +545,7 @@ def mix_objective(net: nn.Module, batches: Mapping[str, Mapping], lambdas=(1.0, 
         losses[kind] = _kind_loss(net, kind, batches[kind], links, compare_reduce)
     parts = {k: float(v.detach()) for k, v in losses.items()}
     if weighting == "uncertainty":
-        return uncertainty_weighted_loss(losses, {k: links.log_var[k] for k in losses if k in REGRESSION_KINDS},
-                                         shares), parts
+        return uncertainty_weighted_loss(losses, {k: links.log_var[k] for k in losses if k in REGRESSION_KINDS}), parts
     return sum(lam[k] * v for k, v in losses.items()), parts
 
 
@@ -722,20 +693,13 @@ def _split_tensors(datasets: dict, cfg: RewardTrainConfig, scorer) -> tuple[dict
 
 
 def _epoch_batches(train_t: dict, batch_size: int, gen: torch.Generator):
-    """Step 2: one epoch of minibatches over the pooled labels; yields ``(batch, shares)``.
+    """Step 2: one epoch of minibatches; each holds the next ``batch_size`` labels of *every* kind.
 
-    An epoch is one pass over all labels, as for a single kind: ``ceil(N / batch_size)`` steps for
-    N labels in all, so a mix gets as many optimizer steps as one kind with the same number of
-    labels. Each step holds every kind in proportion to its count (at least one label), and
-    ``shares[k]`` = K · (kind k's part of the batch) weighs its mean loss so that every label counts
-    once, whatever its kind (K kinds; equal counts give shares of 1). A kind that runs out starts a
-    new shuffled pass.
+    An epoch has as many steps as the largest kind has minibatches; the smaller kinds start a new
+    shuffled pass when they run out.
     """
     n = {k: len(next(iter(t.values()))) for k, t in train_t.items()}
-    total = sum(n.values())
-    size = {k: max(1, round(batch_size * m / total)) for k, m in n.items()}
-    shares = {k: len(n) * b / sum(size.values()) for k, b in size.items()}
-    steps = math.ceil(total / sum(size.values())) if len(n) > 1 else math.ceil(total / batch_size)
+    steps = max(math.ceil(m / batch_size) for m in n.values())
     perms = {k: torch.randperm(m, generator=gen) for k, m in n.items()}
     pos = dict.fromkeys(n, 0)
     for _ in range(steps):
@@ -743,17 +707,17 @@ def _epoch_batches(train_t: dict, batch_size: int, gen: torch.Generator):
         for k in n:
             if pos[k] >= n[k]:
                 perms[k], pos[k] = torch.randperm(n[k], generator=gen), 0
-            batch[k] = _take(train_t[k], perms[k][pos[k]:pos[k] + size[k]])
-            pos[k] += size[k]
-        yield batch, shares
+            batch[k] = _take(train_t[k], perms[k][pos[k]:pos[k] + batch_size])
+            pos[k] += batch_size
+        yield batch
 
 
 def _train_epoch(net, links, opt, train_t: dict, cfg: RewardTrainConfig, gen, epoch: int) -> dict[str, float]:
     """Step 3: Adam on every minibatch of one epoch; returns the mean total and per-kind losses."""
     net.train()
     sums, steps = dict.fromkeys(["loss", *cfg.kinds], 0.0), 0
-    for batch, shares in _epoch_batches(train_t, cfg.batch_size, gen):
-        loss, parts = mix_objective(net, batch, cfg.lambdas, links, cfg.weighting, cfg.compare_reduce, shares)
+    for batch in _epoch_batches(train_t, cfg.batch_size, gen):
+        loss, parts = mix_objective(net, batch, cfg.lambdas, links, cfg.weighting, cfg.compare_reduce)
         V.check_finite_loss(loss, epoch, "reward-model loss")
         opt.zero_grad()
         loss.backward()
@@ -809,18 +773,14 @@ def train_reward_model(net: nn.Module, data, config: RewardTrainConfig | None = 
         raise ValueError("links were given but config.link is False: set link=True to train them")
     train_t, val_t = _split_tensors(datasets, cfg, scorer)
     gen = torch.Generator().manual_seed(cfg.seed)
-    params = list(net.parameters()) + ([p for p in links.parameters() if p.requires_grad] if links is not None else [])
+    params = list(net.parameters()) + (list(links.parameters()) if links is not None else [])
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     hist = _new_history(cfg, links)
     best, best_state, since_best = math.inf, None, 0
     bar = progress_bar(range(cfg.epochs), desc="reward model", disable=not cfg.progress)
-    if cfg.weighting == "uncertainty":
-        _set_noise(links, net, val_t or train_t, cfg)
     for epoch in bar:
         train = _train_epoch(net, links, opt, train_t, cfg, gen, epoch)
         sel, val = _validation(net, links, val_t, cfg) if val_t else (math.nan, {})
-        if cfg.weighting == "uncertainty":   # σ_k² := this epoch's held-out (else training) residual
-            _set_noise(links, net, val_t or train_t, cfg)
         _record(hist, cfg, train, val, links)
         if val_t and sel < best:
             best, hist["best_epoch"], since_best = sel, epoch, 0
@@ -843,14 +803,6 @@ def train_reward_model(net: nn.Module, data, config: RewardTrainConfig | None = 
         hist["best_epoch"] = len(hist["train_loss"]) - 1
     hist["epochs_run"], hist["config"] = len(hist["train_loss"]), asdict(cfg)
     return net, hist
-
-
-@torch.no_grad()
-def _set_noise(links: FeedbackLinks, net, tensors: dict, cfg: RewardTrainConfig) -> None:
-    """Step 5 (weighting="uncertainty"): σ_k² of each regression kind := its mean squared residual on ``tensors``."""
-    net.eval()
-    links.set_noise({k: float(_kind_loss(net, k, tensors[k], links, cfg.compare_reduce))
-                     for k in cfg.kinds if k in REGRESSION_KINDS})
 
 
 def _new_history(cfg: RewardTrainConfig, links) -> dict:
