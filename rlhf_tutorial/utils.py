@@ -40,7 +40,7 @@ def resolve_threads(n: int) -> int:
     Notebooks fix their thread count (``set_torch_threads(1)``) and the trainers take theirs from
     their configs, so a result does not depend on the machine's core count. The variable overrides
     all of them at once, to check that the notebooks' asserts also hold with another thread count
-    (``scripts/check_threads.sh``; README "Same results on any machine").
+    (``scripts/check_threads.sh``; README, "CPU threads").
     """
     env = os.environ.get(THREADS_ENV)
     if env is None or env == "":

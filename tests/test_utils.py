@@ -112,3 +112,20 @@ def test_timer_measures_and_freezes():
     assert after >= inside
     time.sleep(0.01)
     assert elapsed() == after  # stopped when the block ended
+
+
+def test_resolve_threads_env_override(monkeypatch):
+    from rlhf_tutorial.utils import resolve_threads, set_torch_threads
+
+    monkeypatch.delenv("RLHF_TORCH_THREADS", raising=False)
+    assert resolve_threads(1) == 1
+    monkeypatch.setenv("RLHF_TORCH_THREADS", "2")
+    assert resolve_threads(1) == 2 and set_torch_threads(1) == 2
+    monkeypatch.setenv("RLHF_TORCH_THREADS", "two")
+    with pytest.raises(ValueError, match="RLHF_TORCH_THREADS"):
+        resolve_threads(1)
+    monkeypatch.setenv("RLHF_TORCH_THREADS", "0")
+    with pytest.raises(ValueError, match="RLHF_TORCH_THREADS"):
+        resolve_threads(1)
+    monkeypatch.delenv("RLHF_TORCH_THREADS")
+    set_torch_threads(1)
