@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,8 @@ import torch
 
 __all__ = [
     "integer", "number", "positive", "probability", "one_of", "boolean", "seed", "callable_",
-    "path", "text", "instance", "finite_tensor", "check_finite", "same_shape", "check_finite_loss",
-    "NonFiniteError",
+    "path", "text", "instance", "sequence_of", "text_list", "tokenizer", "segment_pair", "finite_tensor",
+    "check_finite", "same_shape", "check_finite_loss", "NonFiniteError",
 ]
 
 _INT_TYPES = (int, np.integer)
@@ -148,6 +149,66 @@ def instance(name: str, value, types, what: str | None = None):
             what = " or ".join(t.__name__ for t in ts)
         raise TypeError(f"{name} must be a {what}, got {_tname(value)}")
     return value
+
+
+def sequence_of(name: str, value, item_type, what: str | None = None, allow_empty: bool = False) -> list:
+    """A list (any sequence but a ``str``) of ``item_type`` items, returned as a ``list``.
+
+    A single item, a ``str`` or a non-sequence is a ``TypeError``, as is an item of another type
+    (the message gives its index); an empty sequence is a ``ValueError`` unless ``allow_empty``.
+    ``what`` names the item type in messages (default: its ``__name__``).
+    """
+    what = what or item_type.__name__
+    if isinstance(value, (str, bytes)) or isinstance(value, item_type) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list of {what}, got {_tname(value)}")
+    if not allow_empty and len(value) == 0:
+        raise ValueError(f"{name} is empty; expected at least one {what}")
+    for i, v in enumerate(value):
+        if not isinstance(v, item_type):
+            raise TypeError(f"{name}[{i}] must be a {what}, got {_tname(v)}")
+    return list(value)
+
+
+def text_list(name: str, value, allow_empty_items: bool = True) -> list[str]:
+    """A non-empty list of ``str`` (prompts, completions); blank items rejected unless ``allow_empty_items``."""
+    texts = sequence_of(name, value, str)
+    if not allow_empty_items:
+        for i, t in enumerate(texts):
+            if not t.strip():
+                raise ValueError(f"{name}[{i}] is empty; expected a non-blank str, got {t!r}")
+    return texts
+
+
+def tokenizer(name: str, value):
+    """A ``transformers`` tokenizer with a pad token and an EOS token, the two distinct.
+
+    A missing pad token would leave batches unpaddable; pad == EOS would make the EOS a policy
+    emits look like padding (its log-prob masked, a reward model's score read elsewhere).
+    """
+    if value is None or not hasattr(value, "pad_token_id"):
+        raise TypeError(f"{name} must be a transformers tokenizer, got {_tname(value)}")
+    if value.pad_token_id is None:
+        raise ValueError(f"{name} has no pad token; add one with tokenizer.add_special_tokens({{'pad_token': '<|pad|>'}}) "
+                         "and resize the model's embeddings (load_model does both)")
+    if value.eos_token_id is None:
+        raise ValueError(f"{name} has no EOS token; expected one to mark the end of a completion")
+    if value.pad_token_id == value.eos_token_id:
+        raise ValueError("pad token == eos token: the EOS the policy emits would be mistaken for padding "
+                         "(its log-prob masked, the score read elsewhere); use a dedicated pad token")
+    return value
+
+
+def segment_pair(a, b, segment_type) -> None:
+    """Two segments that can be compared: both ``segment_type``, the same length, the same ``env_id``.
+
+    The type is passed in (``feedback.Segment``) so that this layer imports nothing of the package.
+    """
+    instance("segment_a", a, segment_type)
+    instance("segment_b", b, segment_type)
+    if len(a) != len(b):
+        raise ValueError(f"the two segments of a pair must have the same length, got {len(a)} and {len(b)}")
+    if a.env_id != b.env_id:
+        raise ValueError(f"the two segments of a pair must come from the same env, got {a.env_id!r} and {b.env_id!r}")
 
 
 def finite_tensor(name: str, x, dtype: torch.dtype | None = torch.float32, ndim: int | None = None,

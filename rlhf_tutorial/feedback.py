@@ -200,15 +200,6 @@ def _check_segment(name: str, seg) -> Segment:
     return seg
 
 
-def _check_pair(a, b) -> None:
-    _check_segment("segment_a", a)
-    _check_segment("segment_b", b)
-    if len(a) != len(b):
-        raise ValueError(f"the two segments of a pair must have the same length, got {len(a)} and {len(b)}")
-    if a.env_id != b.env_id:
-        raise ValueError(f"the two segments of a pair must come from the same env, got {a.env_id!r} and {b.env_id!r}")
-
-
 # --------------------------------------------------------------------------- collecting segments
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -431,7 +422,7 @@ class ComparisonLabeler:
 
     def preference_probability(self, segment_a: Segment, segment_b: Segment) -> float:
         """Bradley-Terry P(τ1 ≻ τ2) = σ(β ΔR) of an attentive human, ignoring ties."""
-        _check_pair(segment_a, segment_b)
+        V.segment_pair(segment_a, segment_b, Segment)
         diff = segment_a.true_return - segment_b.true_return
         if math.isinf(self.beta):
             return 1.0 if diff > 0 else 0.0 if diff < 0 else 0.5
@@ -440,7 +431,7 @@ class ComparisonLabeler:
 
     def is_tie(self, segment_a: Segment, segment_b: Segment) -> bool:
         """True when an attentive human would say "equal": ``|R(τ1) - R(τ2)| <= tie_margin``."""
-        _check_pair(segment_a, segment_b)
+        V.segment_pair(segment_a, segment_b, Segment)
         return abs(segment_a.true_return - segment_b.true_return) <= self.tie_margin
 
     def label_with_info(self, segment_a: Segment, segment_b: Segment) -> dict:
@@ -1115,7 +1106,7 @@ class ComparisonDataset(FeedbackDataset):
         if not self.segments_a:
             raise ValueError("a ComparisonDataset needs at least one pair, got an empty list")
         for a, b in zip(self.segments_a, self.segments_b):
-            _check_pair(a, b)
+            V.segment_pair(a, b, Segment)
         self.labels = _labels_array("labels", labels, len(self.segments_a))
         bad = ~np.isin(self.labels, COMPARISON_LABELS)
         if bad.any():

@@ -41,7 +41,6 @@ from torch import nn
 
 from . import _validate as V
 from .text import (  # both re-exported here (kept once, in text)
-    _check_tokenizer,
     fuse_gelu,
     position_ids_from_mask,
 )
@@ -194,7 +193,7 @@ def left_pad(tokenizer, prompts: list[str], device=None) -> tuple[torch.Tensor, 
     of every row follows immediately. An empty prompt (no tokens) raises ``ValueError``.
     """
     prompts = _check_prompts(prompts)
-    _check_tokenizer(tokenizer)
+    V.tokenizer("tokenizer", tokenizer)
     rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     for i, r in enumerate(rows):
         if len(r) == 0:
@@ -637,7 +636,7 @@ def _check_train_args(policy, tokenizer, reward, prompts, config) -> tuple[LMPPO
         raise TypeError(f"config must be an LMPPOConfig, got {type(cfg).__name__}")
     cfg.validate()
     prompts = _check_prompts(prompts)
-    _check_tokenizer(tokenizer)
+    V.tokenizer("tokenizer", tokenizer)
     if not (isinstance(reward, nn.Module) or callable(reward)):
         raise TypeError(f"reward must be an nn.Module or a callable reward_fn(prompts, completions), got "
                         f"{type(reward).__name__}")

@@ -54,7 +54,6 @@ from .feedback import (
 )
 from .ppo import TASK_PPO_CONFIG, PPOConfig, ppo_update, rollout_to_batch
 from .reward_model import REDUCTIONS, RewardNet, RewardNormalizer, compare_loss, spearman
-from .reward_model import _check_segment_list as _check_segments
 from .rl import ActorCritic, RolloutCollector, evaluate_policy, make_vec_env, require_discrete
 from .utils import progress_bar, resolve_threads
 
@@ -101,7 +100,7 @@ def _scored_tensors(scored) -> dict | None:
         return None
     if not (isinstance(scored, (tuple, list)) and len(scored) == 2):
         raise TypeError("scored must be a pair (segments, targets)")
-    segs = _check_segments("scored segments", scored[0])
+    segs = V.sequence_of("scored segments", scored[0], Segment)
     y = np.asarray(scored[1], dtype=np.float32)
     if y.shape != (len(segs),) or not (np.isfinite(y).all() and (y >= 0).all() and (y <= 1).all()):
         raise ValueError(f"scored targets must be {len(segs)} numbers in [0, 1], got shape {y.shape}")
@@ -232,7 +231,7 @@ class RewardEnsemble:
     @torch.no_grad()
     def segment_returns(self, segments: Sequence[Segment], normalized: bool = False) -> np.ndarray:
         """r̂_k(τ) per member and segment, shape ``(K, N)`` (mean or sum over steps, ``self.reduce``)."""
-        segments = _check_segments("segments", segments)
+        segments = V.sequence_of("segments", segments, Segment)
         out = np.empty((len(self), len(segments)))
         by_len: dict[int, list[int]] = {}
         for i, s in enumerate(segments):
@@ -245,7 +244,7 @@ class RewardEnsemble:
 
     def preference_probabilities(self, segments_a: Sequence[Segment], segments_b: Sequence[Segment]) -> np.ndarray:
         """P_k(τ1 ≻ τ2) = σ(r̂_k(τ1) − r̂_k(τ2)) per member and pair, shape ``(K, N)`` (raw r̂, as trained)."""
-        a, b = _check_segments("segments_a", segments_a), _check_segments("segments_b", segments_b)
+        a, b = V.sequence_of("segments_a", segments_a, Segment), V.sequence_of("segments_b", segments_b, Segment)
         if len(a) != len(b):
             raise ValueError(f"segments_a and segments_b must have the same length, got {len(a)} and {len(b)}")
         diff = self.segment_returns(a) - self.segment_returns(b)
@@ -258,7 +257,7 @@ class RewardEnsemble:
     # ---- fitting
     def fit_normalizers(self, segments: Sequence[Segment]) -> None:
         """Set each member's mean and std of r̂ per step over every step of ``segments`` (reference data)."""
-        segments = _check_segments("segments", segments)
+        segments = V.sequence_of("segments", segments, Segment)
         obs = torch.as_tensor(np.concatenate([s.obs for s in segments]))
         act = torch.as_tensor(np.concatenate([s.actions for s in segments]))
         raw = self.predict(obs, act, normalized=False)

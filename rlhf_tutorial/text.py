@@ -72,7 +72,7 @@ __all__ = [
     "SUBJECTS", "POSITIVE_WORDS", "NEGATIVE_WORDS", "EOS_TOKEN", "PAD_TOKEN", "TextConfig",
     "make_review", "make_corpus", "make_prompts", "make_sft_pairs", "train_tokenizer",
     "build_model", "fuse_gelu", "position_ids_from_mask", "pack_corpus", "pretrain", "sft_batch", "sft_loss", "finetune",
-    "default_cache_dir", "config_hash", "load_or_train_tokenizer", "load_or_train_base",
+    "default_cache_dir", "cache_root", "config_hash", "load_or_train_tokenizer", "load_or_train_base",
     "load_or_train_sft", "load_model", "save_model", "generate", "gold_score", "gold_details",
     "GoldLabeler", "subject_of", "training_log", "single_thread",
 ]
@@ -122,14 +122,6 @@ def _rng(seed) -> np.random.Generator:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     return np.random.default_rng(int(seed))
-
-
-def _check_count(name: str, n, low: int = 1) -> int:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
-        raise TypeError(f"{name} must be an int, got {type(n).__name__} ({n!r})")
-    if n < low:
-        raise ValueError(f"{name} must be >= {low}, got {n}")
-    return int(n)
 
 
 def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
@@ -197,7 +189,7 @@ def make_corpus(n_docs: int = 20_000, seed: int = 0, ramble_prob: float = 0.1) -
     A fraction ``ramble_prob`` of them ramble (repeated adjectives, no ending), so the pretrained
     model has seen bad text too; supervised fine-tuning then shows it the good format.
     """
-    n_docs = _check_count("n_docs", n_docs)
+    n_docs = V.integer("n_docs", n_docs, low=1)
     if not 0.0 <= float(ramble_prob) <= 1.0:
         raise ValueError(f"ramble_prob must be in [0, 1], got {ramble_prob!r}")
     rng = _rng(seed)
@@ -226,7 +218,7 @@ def make_prompts(n: int, split: str = "train", seed: int = 0) -> list[str]:
     The 60 possible openings (10 subjects × 6 openers) are split once into 48 train and 12 test
     prompts (disjoint); ``n`` prompts are drawn from the split with replacement, reproducibly.
     """
-    n = _check_count("n", n)
+    n = V.integer("n", n, low=1)
     pool = _prompt_pool(split)
     rng = _rng(seed)
     return [pool[i] for i in rng.integers(len(pool), size=n)]
@@ -239,7 +231,7 @@ def make_sft_pairs(n: int, seed: int = 0, split: str = "train") -> list[tuple[st
     they think, good or bad): they teach the format and when to stop, not what to prefer.
     Prompts come from the given split of :func:`make_prompts`.
     """
-    n = _check_count("n", n)
+    n = V.integer("n", n, low=1)
     rng = _rng(seed)
     prompts = make_prompts(n, split=split, seed=seed + 1)
     pairs = []
@@ -270,20 +262,6 @@ def subject_of(prompt: str) -> str:
 _ASPECT_OWNER = {a: s for s, aspects in SUBJECTS.items() for a in aspects}
 _POS = frozenset(POSITIVE_WORDS)
 _NEG = frozenset(NEGATIVE_WORDS)
-
-
-def _check_texts(name: str, texts, allow_empty_items: bool = True) -> list[str]:
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise TypeError(f"{name} must be a list of str, got {type(texts).__name__}")
-    texts = list(texts)
-    if not texts:
-        raise ValueError(f"{name} is empty; expected at least one text")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"{name}[{i}] must be a str, got {type(t).__name__}")
-        if not allow_empty_items and not t.strip():
-            raise ValueError(f"{name}[{i}] is empty")
-    return texts
 
 
 def gold_details(prompt: str, completion: str) -> dict[str, float]:
@@ -329,8 +307,8 @@ def gold_score(prompts: Sequence[str], completions: Sequence[str]) -> torch.Tens
     ``gold = sentiment + topic + ending + length + repetition``, see the module docstring and
     :func:`gold_details`. Roughly in [-4, 2]; a good review scores about 1.5-2.
     """
-    prompts = _check_texts("prompts", prompts)
-    completions = _check_texts("completions", completions)
+    prompts = V.text_list("prompts", prompts)
+    completions = V.text_list("completions", completions)
     if len(prompts) != len(completions):
         raise ValueError(f"prompts and completions must have the same length, got {len(prompts)} and {len(completions)}")
     return torch.tensor([gold_details(p, c)["gold"] for p, c in zip(prompts, completions)], dtype=torch.float32)
@@ -390,8 +368,8 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 512):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = _check_texts("texts", texts)
-    vocab_size = _check_count("vocab_size", vocab_size, low=260)
+    texts = V.text_list("texts", texts)
+    vocab_size = V.integer("vocab_size", vocab_size, low=260)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -432,20 +410,6 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     if attention_mask.dim() != 2:
         raise ValueError(f"attention_mask must be 2-D [batch, seq_len], got shape {tuple(attention_mask.shape)}")
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def _check_tokenizer(tokenizer):
-    if tokenizer is None or not hasattr(tokenizer, "pad_token_id"):
-        raise TypeError(f"tokenizer must be a transformers tokenizer, got {type(tokenizer).__name__}")
-    if tokenizer.pad_token_id is None:
-        raise ValueError("tokenizer has no pad token; add one with tokenizer.add_special_tokens({'pad_token': '<|pad|>'}) "
-                         "and resize the model's embeddings (load_model does both)")
-    if tokenizer.eos_token_id is None:
-        raise ValueError("tokenizer has no EOS token; expected one to mark the end of a completion")
-    if tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError("pad token == eos token: the EOS the policy emits would be mistaken for padding "
-                         "(its log-prob masked, the score read elsewhere); use a dedicated pad token")
-    return tokenizer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -495,7 +459,7 @@ def build_model(tokenizer, n_positions: int = 64, n_embd: int = 128, n_layer: in
     """A fresh ``GPT2LMHeadModel`` sized for ``tokenizer`` (about 0.9 M parameters by default, notebook 07)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    _check_tokenizer(tokenizer)
+    V.tokenizer("tokenizer", tokenizer)
     cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
                      n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                      bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -510,9 +474,9 @@ def build_model(tokenizer, n_positions: int = 64, n_embd: int = 128, n_layer: in
 
 def pack_corpus(texts: Sequence[str], tokenizer, block_size: int = 64) -> torch.Tensor:
     """Tokenize ``texts``, join them with EOS and cut the stream into blocks ``[n_blocks, block_size]`` (notebook 07)."""
-    texts = _check_texts("texts", texts)
-    _check_tokenizer(tokenizer)
-    block_size = _check_count("block_size", block_size, low=2)
+    texts = V.text_list("texts", texts)
+    V.tokenizer("tokenizer", tokenizer)
+    block_size = V.integer("block_size", block_size, low=2)
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     stream = [t for doc in ids for t in doc + [tokenizer.eos_token_id]]
     n = len(stream) // block_size
@@ -545,7 +509,7 @@ def pretrain(model, blocks: torch.Tensor, steps: int = 400, batch_size: int = 32
     """Next-token prediction on packed blocks (``labels = input_ids``); returns the loss per step (notebook 07)."""
     if not isinstance(blocks, torch.Tensor) or blocks.dim() != 2:
         raise TypeError("blocks must be a 2-D LongTensor [n_blocks, block_size] (see pack_corpus)")
-    steps, batch_size = _check_count("steps", steps), _check_count("batch_size", batch_size)
+    steps, batch_size = V.integer("steps", steps, low=1), V.integer("batch_size", batch_size, low=1)
     g = torch.Generator().manual_seed(seed)
 
     def batch_loss(step):
@@ -564,10 +528,10 @@ def sft_batch(tokenizer, prompts: Sequence[str], responses: Sequence[str], max_l
     loss only counts the response and its EOS (the model learns to answer and to stop, not to
     write prompts).
     """
-    prompts, responses = _check_texts("prompts", prompts), _check_texts("responses", responses)
+    prompts, responses = V.text_list("prompts", prompts), V.text_list("responses", responses)
     if len(prompts) != len(responses):
         raise ValueError(f"prompts and responses must have the same length, got {len(prompts)} and {len(responses)}")
-    _check_tokenizer(tokenizer)
+    V.tokenizer("tokenizer", tokenizer)
     p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     r_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
     rows, labels = [], []
@@ -601,7 +565,7 @@ def finetune(model, tokenizer, pairs: Sequence[tuple[str, str]], steps: int = 20
     pairs = list(pairs)
     if not pairs:
         raise ValueError("pairs is empty; expected (prompt, response) demonstrations")
-    steps, batch_size = _check_count("steps", steps), _check_count("batch_size", batch_size)
+    steps, batch_size = V.integer("steps", steps, low=1), V.integer("batch_size", batch_size, low=1)
     g = torch.Generator().manual_seed(seed)
     max_len = model.config.n_positions
 
@@ -701,8 +665,9 @@ def load_model(name_or_path, model_class=None, pad_token: str = PAD_TOKEN, **kwa
     return model, tokenizer
 
 
-def _cache_root(cache_dir) -> Path:
-    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+def cache_root(cache_dir=None) -> Path:
+    """The folder of the course's cached models: ``cache_dir``, or :func:`default_cache_dir` when ``None`` (notebook 07)."""
+    return V.path("cache_dir", cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
 
 
 def load_or_train_tokenizer(config: TextConfig | None = None, cache_dir=None):
@@ -710,7 +675,7 @@ def load_or_train_tokenizer(config: TextConfig | None = None, cache_dir=None):
     from transformers import AutoTokenizer
 
     config = config or TextConfig()
-    path = _cache_root(cache_dir) / f"tokenizer-{config_hash({'docs': config.corpus_docs, 'vocab': config.vocab_size, 'seed': config.seed, 'v': config.version})}"
+    path = cache_root(cache_dir) / f"tokenizer-{config_hash({'docs': config.corpus_docs, 'vocab': config.vocab_size, 'seed': config.seed, 'v': config.version})}"
     if not (path / "tokenizer.json").is_file():
         tok = train_tokenizer(make_corpus(config.corpus_docs, seed=config.seed), vocab_size=config.vocab_size)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -721,14 +686,14 @@ def load_or_train_tokenizer(config: TextConfig | None = None, cache_dir=None):
             os.replace(tmp, path)
         shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(str(verify_checkpoint(path, check_weights=False)))
-    _check_tokenizer(tok)
+    V.tokenizer("tokenizer", tok)
     return tok
 
 
 def load_or_train_base(config: TextConfig | None = None, cache_dir=None, progress: bool = True):
     """``(model, tokenizer)``: the pretrained (not fine-tuned) tiny GPT-2, trained once and cached (notebook 07)."""
     config = config or TextConfig()
-    path = _cache_root(cache_dir) / f"base-{config_hash(config)}"
+    path = cache_root(cache_dir) / f"base-{config_hash(config)}"
     if not path.is_dir():
         tok = load_or_train_tokenizer(config, cache_dir)
         model = build_model(tok, config.n_positions, config.n_embd, config.n_layer, config.n_head, seed=config.seed)
@@ -748,7 +713,7 @@ def load_or_train_sft(config: TextConfig | None = None, cache_dir=None, progress
     folder named by the hash of ``config``. The training losses are in ``training_log.json``.
     """
     config = config or TextConfig()
-    path = _cache_root(cache_dir) / f"sft-{config_hash(config)}"
+    path = cache_root(cache_dir) / f"sft-{config_hash(config)}"
     if not path.is_dir():
         model, tok = load_or_train_base(config, cache_dir, progress)
         pairs = make_sft_pairs(config.sft_pairs, seed=config.seed + 100)
@@ -763,7 +728,7 @@ def training_log(kind: str = "sft", config: TextConfig | None = None, cache_dir=
     """The saved training log (``{"losses": [...]}``) of the cached ``"base"`` or ``"sft"`` model (notebook 07)."""
     if kind not in ("base", "sft"):
         raise ValueError(f"kind must be 'base' or 'sft', got {kind!r}")
-    path = _cache_root(cache_dir) / f"{kind}-{config_hash(config or TextConfig())}" / "training_log.json"
+    path = cache_root(cache_dir) / f"{kind}-{config_hash(config or TextConfig())}" / "training_log.json"
     if not path.is_file():
         raise ValueError(f"no training log for the {kind} model; train it first with load_or_train_{kind}()")
     return json.loads(path.read_text())
@@ -783,12 +748,12 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32,
     ``return_finished=True`` returns ``(texts, finished)`` where ``finished[i]`` tells whether
     completion i ended with EOS.
     """
-    prompts = _check_texts("prompts", prompts, allow_empty_items=False)
-    _check_tokenizer(tokenizer)
-    max_new_tokens = _check_count("max_new_tokens", max_new_tokens)
+    prompts = V.text_list("prompts", prompts, allow_empty_items=False)
+    V.tokenizer("tokenizer", tokenizer)
+    max_new_tokens = V.integer("max_new_tokens", max_new_tokens, low=1)
     if not float(temperature) >= 0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-    top_k = _check_count("top_k", top_k, low=0)
+    top_k = V.integer("top_k", top_k, low=0)
     n_ctx = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 1024)
     enc_all = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     for i, ids in enumerate(enc_all):

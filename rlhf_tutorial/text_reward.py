@@ -92,7 +92,7 @@ def build_reward_model(sft_model, tokenizer, seed: int = 0):
     """``GPT2ForSequenceClassification`` (num_labels=1) with the SFT model's transformer weights (notebook 08)."""
     from transformers import GPT2ForSequenceClassification
 
-    T._check_tokenizer(tokenizer)
+    V.tokenizer("tokenizer", tokenizer)
     if not hasattr(sft_model, "transformer"):
         raise TypeError(f"sft_model must be a GPT-2 style model with a .transformer, got {type(sft_model).__name__}")
     cfg = sft_model.config.__class__.from_dict(sft_model.config.to_dict())
@@ -116,13 +116,13 @@ def encode(tokenizer, prompts: Sequence[str], completions: Sequence[str], max_le
     Returns ``input_ids`` and ``attention_mask`` (1 on real tokens). A sequence longer than
     ``max_length`` raises ``ValueError`` (nothing is silently cut).
     """
-    prompts = T._check_texts("prompts", prompts, allow_empty_items=False)
-    completions = T._check_texts("completions", completions)
+    prompts = V.text_list("prompts", prompts, allow_empty_items=False)
+    completions = V.text_list("completions", completions)
     if len(prompts) != len(completions):
         raise ValueError(f"prompts and completions must have the same length, got {len(prompts)} and {len(completions)}")
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    T._check_tokenizer(tokenizer)
+    V.tokenizer("tokenizer", tokenizer)
     ids = tokenizer([p + c for p, c in zip(prompts, completions)], add_special_tokens=False)["input_ids"]
     rows = []
     for i, r in enumerate(ids):
@@ -314,7 +314,7 @@ def make_preference_dataset(model, tokenizer, n_pairs: int, split: str = "train"
     (default ``GoldLabeler(epsilon=0.1, seed=seed)``) picks one; its pick is ``chosen`` (so with
     ε = 10 % some rows are "wrong" on purpose: label noise).
     """
-    n_pairs = T._check_count("n_pairs", n_pairs)
+    n_pairs = V.integer("n_pairs", n_pairs, low=1)
     labeler = labeler or T.GoldLabeler(epsilon=0.1, seed=seed)
     prompts = T.make_prompts(n_pairs, split=split, seed=seed)
     a = T.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
@@ -533,8 +533,8 @@ def _train_step(model, tokenizer, rows, ratings, pair_idx, rate_idx, link, opt, 
 
 @torch.no_grad()
 def _raw_scores(model, tokenizer, prompts, completions, batch_size: int = 256) -> torch.Tensor:
-    prompts = T._check_texts("prompts", prompts, allow_empty_items=False)
-    completions = T._check_texts("completions", completions)
+    prompts = V.text_list("prompts", prompts, allow_empty_items=False)
+    completions = V.text_list("completions", completions)
     if len(prompts) != len(completions):
         raise ValueError(f"prompts and completions must have the same length, got {len(prompts)} and {len(completions)}")
     was_training = model.training
@@ -605,7 +605,7 @@ def load_or_make_preferences(config: RewardConfig | None = None, cache_dir=None,
     JSONL (TRL format) under the cache folder; load them with ``datasets.load_dataset("json", ...)``.
     """
     config = config or RewardConfig()
-    root = T._cache_root(cache_dir) / f"preferences-{_rm_hash(config)}"
+    root = T.cache_root(cache_dir) / f"preferences-{_rm_hash(config)}"
     paths = {s: root / f"{s}.jsonl" for s in ("train", "test")}
     if not all(p.is_file() for p in paths.values()):
         sft, tok = T.load_or_train_sft(config.text, cache_dir, progress)
@@ -626,7 +626,7 @@ def _make_and_save_preferences(sft, tok, config: RewardConfig, paths: dict) -> N
 
 def reward_model_path(config: RewardConfig | None = None, cache_dir=None) -> Path:
     """The cache folder of the reward model for ``config`` (holds ``training_log.json``), notebook 08."""
-    return T._cache_root(cache_dir) / f"rm-{_rm_hash(config or RewardConfig())}"
+    return T.cache_root(cache_dir) / f"rm-{_rm_hash(config or RewardConfig())}"
 
 
 def load_or_train_reward_model(config: RewardConfig | None = None, cache_dir=None, progress: bool = True):

@@ -58,7 +58,6 @@ from .feedback import (
     LanguageDataset,
     ScoreDataset,
     Segment,
-    _check_pair,
 )
 from .plots import to_uint8_frames
 
@@ -232,7 +231,7 @@ def make_pairs(segments: Sequence[Segment], n_pairs: int | None = None, seed: in
     if len(segments) < 2:
         raise ValueError(f"need at least 2 segments to make pairs, got {len(segments)}")
     for s in segments[1:]:
-        _check_pair(segments[0], s)
+        V.segment_pair(segments[0], s, Segment)
     n = len(segments) if n_pairs is None else n_pairs
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n_pairs must be None or a positive int, got {n_pairs!r}")
@@ -259,7 +258,7 @@ def _as_pairs(segments_or_pairs) -> list[tuple[Segment, Segment]]:
     for k, p in enumerate(items):
         if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(s, Segment) for s in p)):
             raise TypeError(f"segments_or_pairs[{k}] must be a pair (Segment, Segment), got {type(p).__name__}")
-        _check_pair(p[0], p[1])
+        V.segment_pair(p[0], p[1], Segment)
         pairs.append((p[0], p[1]))
     return pairs
 
@@ -316,7 +315,7 @@ def _check_record(rec) -> dict:
         if rec.get("label") != COMPARISON_LABEL[rec["answer"]]:
             raise ValueError(f"label {rec.get('label')!r} does not match answer {rec['answer']!r}")
         out["segment_a"], out["segment_b"] = _segment_from_json(rec.get("segment_a")), _segment_from_json(rec.get("segment_b"))
-        _check_pair(out["segment_a"], out["segment_b"])
+        V.segment_pair(out["segment_a"], out["segment_b"], Segment)
         out["segment_a_id"], out["segment_b_id"] = rec["segment_a"]["id"], rec["segment_b"]["id"]
     elif kind == "skip":
         if not (isinstance(rec.get("segment_a_id"), str) and isinstance(rec.get("segment_b_id"), str)):

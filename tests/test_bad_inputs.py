@@ -202,6 +202,13 @@ case("V.finite_tensor(str)", TypeError, "x", lambda: V.finite_tensor("x", "abc")
 case("V.check_finite_loss", ValueError, "step 7", lambda: V.check_finite_loss(torch.tensor(NAN), 7, "loss"))
 case("V.callable_", TypeError, "fn", lambda: V.callable_("fn", 3))
 case("V.path(int)", TypeError, "path", lambda: V.path("path", 3))
+case("V.sequence_of(str)", TypeError, "segments", lambda: V.sequence_of("segments", "ab", feedback.Segment))
+case("V.sequence_of([])", ValueError, "segments", lambda: V.sequence_of("segments", [], feedback.Segment))
+case("V.sequence_of([int])", TypeError, "segments[1]", lambda: V.sequence_of("segments", [seg(), 3], feedback.Segment))
+case("V.text_list(blank)", ValueError, "prompts[1]", lambda: V.text_list("prompts", ["a", " "], allow_empty_items=False))
+case("V.tokenizer(None)", TypeError, "tokenizer", lambda: V.tokenizer("tokenizer", None))
+case("V.segment_pair(length)", ValueError, "same length", lambda: V.segment_pair(seg(10), seg(12), feedback.Segment))
+case("V.segment_pair(int)", TypeError, "segment_b", lambda: V.segment_pair(seg(), 3, feedback.Segment))
 
 # --------------------------------------------------------------------------- utils
 case("seed_everything(str)", TypeError, "seed", lambda: utils.seed_everything("0"))
@@ -412,6 +419,7 @@ case("maxent_irl(n_iters=0)", ValueError, "n_iters", lambda: imitation.maxent_ir
 case("projection_apprenticeship(gamma=2)", ValueError, "gamma", lambda: imitation.projection_apprenticeship(grid(), [[0, 1]], gamma=2.0))
 
 # --------------------------------------------------------------------------- text
+case("cache_root(int)", TypeError, "cache_dir", lambda: text.cache_root(3))
 case("make_corpus(0)", ValueError, "n_docs", lambda: text.make_corpus(0))
 case("make_prompts(split)", ValueError, "split", lambda: text.make_prompts(3, split="dev"))
 case("make_prompts(str)", TypeError, "n", lambda: text.make_prompts("3"))

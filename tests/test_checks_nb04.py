@@ -53,5 +53,5 @@ def test_reference_matches_the_synthetic_labeler(r1, r2, beta, eps):
     a, b = _segment(r1), _segment(r2)
     labels = np.array([labeler.label(a, b) for _ in range(10_000)])
     freq = np.array([np.mean(labels == 1.0), np.mean(labels == 0.5), np.mean(labels == 0.0)])
-    expected = checks._answer_probabilities(a.true_return - b.true_return, beta, eps, 0.5)
+    expected = checks.answer_probabilities_reference(a.true_return - b.true_return, beta, eps, 0.5)
     np.testing.assert_allclose(freq, expected, atol=0.015)

@@ -59,7 +59,6 @@ from .nb01 import *  # noqa: F401,F403
 from .nb02 import *  # noqa: F401,F403
 from .nb03 import *  # noqa: F401,F403
 from .nb04 import *  # noqa: F401,F403
-from .nb04 import _answer_probabilities  # noqa: F401  (used by tests/test_checks_nb04.py)
 from .nb05 import *  # noqa: F401,F403
 from .nb06 import *  # noqa: F401,F403
 from .nb07 import *  # noqa: F401,F403
