@@ -24,7 +24,8 @@ one optimizer persist across phases; only the reward changes. Everything is in
 ``benchmarks/README.md``.
 
 Options beyond the paper's loop: ``uncertainty_penalty`` (pessimism), ``feedback_mix`` (ratings
-and comments as well as comparisons, with the mixed loss of notebook 05), ``initial_labels``
+and comments as well as comparisons, with the mixed loss of notebook 05: the seed's naive one, or
+with ``mix_weighting="calibrated"`` notebook 05's links and held-out weights), ``initial_labels``
 (a person's comparisons from the widget of notebook 04 as the first labels).
 """
 
@@ -53,12 +54,24 @@ from .feedback import (
     cut_segments,
 )
 from .ppo import TASK_PPO_CONFIG, PPOConfig, ppo_update, rollout_to_batch
-from .reward_model import REDUCTIONS, RewardNet, RewardNormalizer, compare_loss, spearman
+from .reward_model import (
+    REDUCTIONS,
+    REGRESSION_KINDS,
+    FeedbackLinks,
+    RewardNet,
+    RewardNormalizer,
+    compare_loss,
+    linked_compare_loss,
+    linked_regression_loss,
+    spearman,
+    uncertainty_weighted_loss,
+)
 from .rl import ActorCritic, RolloutCollector, evaluate_policy, make_vec_env, require_discrete
 from .utils import progress_bar, resolve_threads
 
 __all__ = [
     "QUERY_METHODS",
+    "MIX_WEIGHTINGS",
     "RewardEnsemble",
     "select_queries",
     "random_pairs",
@@ -71,6 +84,11 @@ __all__ = [
 ]
 
 QUERY_METHODS = ("disagreement", "random")
+MIX_WEIGHTINGS = ("naive", "calibrated")
+"""How :meth:`RewardEnsemble.fit` mixes ratings and comments with comparisons (notebooks 05-06): the
+seed's ``"naive"`` MSE on the rater's scale, or notebook 05's ``"calibrated"`` links and weights."""
+HOLDOUT_EVERY = 5
+"""The calibrated mix holds out every 5th label of each regression kind to set its σ² (notebook 06)."""
 
 
 def _check_pos_int(name: str, value, low: int = 1) -> int:
@@ -98,14 +116,47 @@ def _stack_segments(segments: Sequence[Segment]) -> tuple[torch.Tensor, torch.Te
 def _scored_tensors(scored) -> dict | None:
     if scored is None:
         return None
-    if not (isinstance(scored, (tuple, list)) and len(scored) == 2):
-        raise TypeError("scored must be a pair (segments, targets)")
+    if not (isinstance(scored, (tuple, list)) and len(scored) in (2, 3)):
+        raise TypeError("scored must be a pair (segments, targets) or a triple (segments, targets, kinds)")
     segs = V.sequence_of("scored segments", scored[0], Segment)
     y = np.asarray(scored[1], dtype=np.float32)
     if y.shape != (len(segs),) or not (np.isfinite(y).all() and (y >= 0).all() and (y <= 1).all()):
         raise ValueError(f"scored targets must be {len(segs)} numbers in [0, 1], got shape {y.shape}")
     obs_s, act_s = _stack_segments(segs)
     return {"obs": obs_s, "actions": act_s, "y": torch.as_tensor(y)}
+
+
+def _scored_kinds(scored, n: int) -> list[str]:
+    """The kind of each scored segment: ``scored[2]`` if given ("score" or "language"), else all "score"."""
+    if len(scored) == 2:
+        return ["score"] * n
+    kinds = scored[2]
+    if isinstance(kinds, (str, bytes)) or not isinstance(kinds, Sequence):
+        raise TypeError(f"scored kinds must be a list of {REGRESSION_KINDS}, got {type(kinds).__name__}")
+    if len(kinds) != n:
+        raise ValueError(f"scored kinds must be one per segment ({n}), got {len(kinds)}")
+    for i, k in enumerate(kinds):
+        V.one_of(f"scored kinds[{i}]", k, REGRESSION_KINDS)
+    return list(kinds)
+
+
+def _split_scored(st: dict, kinds: list[str]) -> tuple[dict, dict]:
+    """Per kind, the labels trained on and the held-out ones: every :data:`HOLDOUT_EVERY`-th (5th, 10th, ...).
+
+    The split is by position within the kind, so labels that arrive later (the online loop refits on
+    all labels so far) never move a held-out label into training. A kind with fewer than 5 labels has
+    none held out.
+    """
+    train, held = {}, {}
+    for k in REGRESSION_KINDS:
+        idx = np.flatnonzero(np.asarray(kinds) == k)
+        if len(idx) == 0:
+            continue
+        out = (np.arange(len(idx)) % HOLDOUT_EVERY) == HOLDOUT_EVERY - 1
+        train[k] = {key: v[torch.as_tensor(idx[~out])] for key, v in st.items()}
+        if out.any():
+            held[k] = {key: v[torch.as_tensor(idx[out])] for key, v in st.items()}
+    return train, held
 
 
 class _ScoreBatches:
@@ -121,6 +172,24 @@ class _ScoreBatches:
         sb = self.perm[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
         return {k: v[sb] for k, v in self.data.items()}
+
+
+class _FitSettings(NamedTuple):
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    patience: int | None
+    bootstrap: bool
+
+
+@torch.no_grad()
+def _set_noise(net: RewardNet, links: FeedbackLinks, tensors: dict) -> dict[str, float]:
+    """σ_k² := each regression kind's mean squared linked residual on ``tensors`` (kind -> obs, actions, y); returns them."""
+    net.eval()
+    mse = {k: float(linked_regression_loss(net, links, k, d["obs"], d["actions"], d["y"])) for k, d in tensors.items()}
+    links.set_noise(mse)
+    return {k: float(links.log_var[k].exp()) for k in mse}
 
 
 # --------------------------------------------------------------------------- the ensemble
@@ -157,6 +226,7 @@ class RewardEnsemble:
         self.reduce = reduce
         self.means = np.zeros(len(members))
         self.stds = np.ones(len(members))
+        self.links: list[FeedbackLinks] | None = None  # one per member, made by the first calibrated fit
         for m in self.members:
             m.eval()
 
@@ -267,7 +337,7 @@ class RewardEnsemble:
     def fit(self, train: ComparisonDataset, val: ComparisonDataset | None = None, *, epochs: int = 50,
             batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 0.0, patience: int | None = 5,
             bootstrap: bool = True, seed: int = 0, scored: tuple | None = None,
-            score_weight: float = 1.0) -> list[dict]:
+            score_weight: float = 1.0, mix_weighting: str = "naive") -> list[dict]:
         """Fit every member with Adam on L_compare; returns one history dict per member (notebook 06).
 
         Member k trains on its own bootstrap resample of ``train`` (n pairs drawn with
@@ -280,7 +350,16 @@ class RewardEnsemble:
         ``scored`` (optional): ``(segments, targets)``, segments with a score y ∈ [0, 1] (a rating,
         or a comment turned into a score by a language model). Each step then adds
         ``score_weight`` · L_score on the next minibatch of them (cycling), i.e. the seed's mixed
-        loss λ₁ L_score + λ₂ L_compare with λ₂ = 1 (notebook 05's ``mixed_loss``).
+        loss λ₁ L_score + λ₂ L_compare with λ₂ = 1 (notebook 05's ``mixed_loss``). A third element,
+        ``(segments, targets, kinds)``, says which are ratings (``"score"``) and which comments
+        (``"language"``); the naive mix treats them alike.
+
+        ``mix_weighting="calibrated"`` is notebook 05's fix of that mix, used by notebook 06's loop
+        (:meth:`_fit_calibrated`): member k gets its own :class:`~rlhf_tutorial.reward_model.FeedbackLinks`
+        (``self.links[k]``, kept and warm-started across fits like the nets), each kind's labels are
+        fitted through its link (y ≈ a·r̂(τ) + b, a > 0; comparisons with a learned Bradley-Terry
+        temperature) and weighted by λ = 1/(2σ²), σ² set after every epoch to the kind's residual on
+        its held-out labels. ``score_weight`` is the naive mix's λ₁ and must stay 1 there.
         """
         if not isinstance(train, ComparisonDataset):
             raise TypeError(f"train must be a ComparisonDataset, got {type(train).__name__}")
@@ -292,11 +371,19 @@ class RewardEnsemble:
         if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
         score_weight = V.number("score_weight", score_weight, 0)
+        V.one_of("mix_weighting", mix_weighting, MIX_WEIGHTINGS)
+        if mix_weighting == "calibrated" and score_weight != 1.0:
+            raise ValueError(f"score_weight={score_weight!r} is the naive mix's λ; mix_weighting='calibrated' sets "
+                             "each kind's weight from its held-out residual: leave score_weight at 1")
         t = train.tensors()
         vt = val.tensors() if val is not None else None
         st = _scored_tensors(scored)
         n = len(train)
         rng = np.random.default_rng(_check_pos_int("seed", seed, 0))
+        if mix_weighting == "calibrated":
+            kinds = _scored_kinds(scored, len(st["y"])) if st is not None else []
+            return self._fit_calibrated(t, vt, _split_scored(st, kinds) if st is not None else ({}, {}), rng,
+                                        _FitSettings(epochs, batch_size, lr, weight_decay, patience, bootstrap))
         histories = []
         for net in self.members:
             idx = torch.as_tensor(rng.integers(0, n, n) if bootstrap else np.arange(n))
@@ -349,8 +436,94 @@ class RewardEnsemble:
         hist["epochs_run"] = len(hist["train_loss"])
         return hist
 
+    def _fit_calibrated(self, t: dict, vt: dict | None, split: tuple[dict, dict], rng: np.random.Generator,
+                        fs: _FitSettings) -> list[dict]:
+        """:meth:`fit` with ``mix_weighting="calibrated"``: notebook 05's calibrated mix, per member (notebook 06).
+
+        Member k trains on a bootstrap resample of the comparisons and of each regression kind's
+        *training* labels (``split[0]``; every 5th label of a kind, ``split[1]``, is held out of
+        every member, :func:`_split_scored`), through its own links ``self.links[k]``. Each step:
+        L = L̃_compare(β) + Σ_k n_k/n_c · [e^{-s_k} L̃_k / 2 + s_k / 2]
+        (:func:`~rlhf_tutorial.reward_model.uncertainty_weighted_loss`), with L̃_k the linked MSE on
+        the next minibatch of kind k (cycling) and n_k/n_c the kind's labels per comparison, so that
+        every label counts once, as in a likelihood. σ_k² = e^{s_k} is not learned by Adam: it is set
+        (:meth:`~rlhf_tutorial.reward_model.FeedbackLinks.set_noise`) before the first and after
+        every epoch to the kind's mean squared residual on its held-out labels (its training labels
+        when it has fewer than 5). Early stopping on ``vt`` keeps the best epoch's net, links and σ².
+        """
+        if self.links is None or len(self.links) != len(self):
+            self.links = [FeedbackLinks() for _ in self.members]
+        train_s, held = split
+        n = len(t["labels"])
+        histories = []
+        for net, links in zip(self.members, self.links):
+            idx = torch.as_tensor(rng.integers(0, n, n) if fs.bootstrap else np.arange(n))
+            data = {key: v[idx] for key, v in t.items()}
+            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            batches, shares = {}, {}
+            for k, d in train_s.items():
+                m = len(d["y"])
+                s_idx = torch.as_tensor(rng.integers(0, m, m) if fs.bootstrap else np.arange(m))
+                batches[k] = _ScoreBatches({key: v[s_idx] for key, v in d.items()}, fs.batch_size, gen)
+                shares[k] = m / n
+            noise_on = {k: held.get(k, d) for k, d in train_s.items()}
+            params = list(net.parameters()) + [p for name, p in links.named_parameters()
+                                               if p.requires_grad and not name.startswith("log_var")]
+            opt = torch.optim.Adam(params, lr=fs.lr, weight_decay=fs.weight_decay)
+            histories.append(self._fit_member_calibrated(net, links, opt, data, vt, batches, shares, noise_on,
+                                                         gen, fs))
+        return histories
+
+    def _fit_member_calibrated(self, net: RewardNet, links: FeedbackLinks, opt, data: dict, vt: dict | None,
+                               batches: dict, shares: dict, noise_on: dict, gen, fs: _FitSettings) -> dict:
+        """One member's epochs of the calibrated mix (:meth:`_fit_calibrated`, notebook 06); keeps the best epoch."""
+        hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1, "sigma2": []}
+        best, best_state, since = math.inf, None, 0
+        n = len(data["labels"])
+        _set_noise(net, links, noise_on)
+        for epoch in range(fs.epochs):
+            net.train()
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for s in range(0, n, fs.batch_size):
+                b = perm[s:s + fs.batch_size]
+                losses = {"comparison": linked_compare_loss(net, links, data["obs_a"][b], data["actions_a"][b],
+                                                            data["obs_b"][b], data["actions_b"][b],
+                                                            data["labels"][b], self.reduce)}
+                for k, sb in batches.items():
+                    x = sb.next()
+                    losses[k] = shares[k] * linked_regression_loss(net, links, k, x["obs"], x["actions"], x["y"])
+                loss = uncertainty_weighted_loss(losses, {k: links.log_var[k] for k in batches})
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(V.check_finite_loss(loss.detach(), epoch, "the reward ensemble's loss")) * len(b)
+            hist["train_loss"].append(total / n)
+            hist["sigma2"].append(_set_noise(net, links, noise_on))
+            if vt is not None:
+                v = self._loss(net, vt, links)
+                hist["val_loss"].append(v)
+                if v < best:
+                    best, since, hist["best_epoch"] = v, 0, epoch
+                    best_state = copy.deepcopy((net.state_dict(), links.state_dict()))
+                else:
+                    since += 1
+                    if fs.patience is not None and since >= fs.patience:
+                        break
+        if best_state is not None:
+            net.load_state_dict(best_state[0])
+            links.load_state_dict(best_state[1])
+        net.eval()
+        hist["epochs_run"] = len(hist["train_loss"])
+        hist["links"] = links.summary()
+        return hist
+
     @torch.no_grad()
-    def _loss(self, net: RewardNet, t: dict) -> float:
+    def _loss(self, net: RewardNet, t: dict, links: FeedbackLinks | None = None) -> float:
+        net.eval()
+        if links is not None:
+            return float(linked_compare_loss(net, links, t["obs_a"], t["actions_a"], t["obs_b"], t["actions_b"],
+                                             t["labels"], self.reduce))
         net.eval()
         return float(compare_loss(net, t["obs_a"], t["actions_a"], t["obs_b"], t["actions_b"], t["labels"],
                                   self.reduce))
@@ -546,6 +719,7 @@ class PreferenceLoopConfig:
     restart_margin: float | None = 0.2  # restart PPO when r̂ rates its rollouts this far (per step) below the initial ones
     max_restarts: int = 2  # at most this many restarts
     feedback_mix: tuple = (0.0, 1.0, 0.0)  # shares of the budget for (scores, comparisons, comments); mixed loss λ = 1
+    mix_weighting: str = "naive"  # how ratings/comments join: "naive" (seed's MSE, λ = 1) or "calibrated" (notebook 05's links, λ = 1/2σ²)
 
     def __post_init__(self):
         self.validate()
@@ -572,6 +746,7 @@ class PreferenceLoopConfig:
         V.one_of("query_method", self.query_method, QUERY_METHODS)
         V.one_of("compare_reduce", self.compare_reduce, REDUCTIONS)
         V.one_of("normalize_on", self.normalize_on, ("labelled", "recent"))
+        V.one_of("mix_weighting", self.mix_weighting, MIX_WEIGHTINGS)
         V.boolean("reward_use_action", self.reward_use_action)
         V.boolean("reset_critic", self.reset_critic)
         mix = V.instance("feedback_mix", self.feedback_mix, (tuple, list), "tuple (scores, comparisons, comments)")
@@ -695,6 +870,7 @@ class _Loop:
         self.train_set: list = []  # (τ1, τ2, y) the members train on
         self.val_set: list = []  # (τ1, τ2, y) held out for early stopping
         self.scored: list = []  # (τ, y in [0, 1]) from ratings and comments
+        self.scored_kinds: list[str] = []  # "score" or "language" for each entry of scored
         self.pool: list[Segment] = []  # the most recent segments, where queries come from
         self.initial: list[Segment] = []  # the untrained policy's segments (the restart's yardstick)
         self.restarts: list[int] = []
@@ -786,22 +962,29 @@ def _rate_and_describe(loop: _Loop, n_score: int, n_text: int, phase: int) -> No
     order = idx if phase == 0 else idx[np.argsort(-spread, kind="stable")]
     rated, commented = order[:n_score], order[n_score:n_score + n_text]
     loop.scored.extend((loop.pool[i], loop.rater.label(loop.pool[i])) for i in rated)
+    loop.scored_kinds.extend(["score"] * len(rated))
     if len(commented):
         texts = [loop.speaker.label(loop.pool[i]) for i in commented]
         scorer = loop.scorer
         ys = np.clip(np.asarray(scorer(texts) if callable(scorer) else scorer.score(texts), float), 0, 1)
         loop.scored.extend((loop.pool[i], float(y)) for i, y in zip(commented, ys))
+        loop.scored_kinds.extend(["language"] * len(commented))
 
 
 def _refit_ensemble(loop: _Loop) -> float | None:
-    """Step 5: refit every member on all labels so far, then normalize each; returns the mean val loss."""
+    """Step 5: refit every member on all labels so far, then normalize each; returns the mean val loss.
+
+    Ratings and comments are passed with their kinds, so ``mix_weighting="calibrated"`` gives each
+    its own link (the naive mix treats them alike).
+    """
     cfg = loop.cfg
     tr, va = _dataset(loop.train_set), _dataset(loop.val_set)
     if tr is None:
         return None
-    scored = ([x for x, _ in loop.scored], [y for _, y in loop.scored]) if loop.scored else None
+    scored = ([x for x, _ in loop.scored], [y for _, y in loop.scored], loop.scored_kinds) if loop.scored else None
     fits = loop.ensemble.fit(tr, va, epochs=cfg.reward_epochs, batch_size=cfg.reward_batch_size, lr=cfg.reward_lr,
-                             patience=cfg.reward_patience, seed=int(loop.rng.integers(2**31)), scored=scored)
+                             patience=cfg.reward_patience, seed=int(loop.rng.integers(2**31)), scored=scored,
+                             mix_weighting=cfg.mix_weighting)
     labelled = [s for a, b, _ in loop.train_set + loop.val_set for s in (a, b)]
     loop.ensemble.fit_normalizers(labelled if cfg.normalize_on == "labelled" else loop.pool)
     return float(np.mean([f["val_loss"][f["best_epoch"]] if f["best_epoch"] >= 0 and f["val_loss"] else math.nan

@@ -282,3 +282,128 @@ def test_loop_callback_returning_true_stops_it():
                                ppo=replace(PreferenceLoopConfig().ppo, update_epochs=1))
     _, hist = run_preference_loop(cfg, callback=lambda info: True, progress=False)
     assert len(hist["global_step"]) == 1
+
+
+# --------------------------------------------------------------------------- the calibrated mix (notebook 06, issue 15)
+def _scored_segments(n: int, seed: int = 5) -> list[Segment]:
+    """Segments whose mean true reward 1 - s[2]² spans [0, 1] (s[2] nearly constant within a segment)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        obs = rng.uniform(-1, 1, size=(10, 4)).astype(np.float32)
+        obs[:, 2] = rng.uniform(-1, 1) + 0.1 * obs[:, 2]
+        out.append(Segment(obs, rng.integers(0, 2, 10), np.clip(1 - obs[:, 2] ** 2, 0, 1).astype(np.float32)))
+    return out
+
+
+def _held_out(segs, ys, kinds, kind):
+    """The labels of ``kind`` that the calibrated fit holds out: every 5th, by position within the kind."""
+    mine = [(s, y) for s, y, k in zip(segs, ys, kinds) if k == kind]
+    held = mine[4::5]
+    obs = torch.as_tensor(np.stack([s.obs for s, _ in held]))
+    act = torch.as_tensor(np.stack([s.actions for s, _ in held]))
+    return obs, act, torch.tensor([y for _, y in held], dtype=torch.float32)
+
+
+def test_calibrated_fit_learns_a_positive_link_per_kind_to_the_raters_scale():
+    from rlhf_tutorial.reward_model import spearman
+    a, b = _scored_segments(150, seed=0), _scored_segments(150, seed=1)
+    labeler = ComparisonLabeler(epsilon=0.1, seed=0)
+    data = ComparisonDataset(a, b, [labeler.label(x, y) for x, y in zip(a, b)])
+    segs = _scored_segments(120)
+    true = np.array([s.true_mean for s in segs])
+    kinds = ["score", "language"] * 60
+    ys = [0.3 * q + 0.5 if k == "score" else 0.6 * q + 0.1 for q, k in zip(true, kinds)]  # two raters' scales
+    ens = RewardEnsemble([RewardNet(4, hidden=(16,), use_action=False, seed=s) for s in range(2)])
+    hists = ens.fit(data, None, epochs=100, lr=1e-2, patience=None, seed=0, scored=(segs, ys, kinds),
+                    mix_weighting="calibrated")
+    assert len(ens.links) == 2 and all(h["epochs_run"] == 100 for h in hists)
+    r = ens.segment_returns(segs)  # raw r̂(τ), (members, segments)
+    for k, links in enumerate(ens.links):
+        a_s, a_l, b_s = (links.summary()[x] for x in ("a_score", "a_language", "b_score"))
+        assert a_s > 0 and a_l > 0
+        assert a_l / a_s == pytest.approx(2.0, rel=0.15)  # the comments' scale is twice the ratings'
+        pred = a_s * r[k] + b_s  # a·r̂ + b on the ratings' scale
+        sc = np.array(kinds) == "score"
+        assert spearman(pred[sc], np.array(ys)[sc]) > 0.9 and spearman(pred, true) > 0.9
+        assert np.mean((pred[sc] - np.array(ys)[sc]) ** 2) < 0.2 * np.var(np.array(ys)[sc])
+        assert hists[k]["links"]["a_score"] == pytest.approx(a_s)
+
+
+def test_calibrated_fit_sets_sigma2_to_the_held_out_residual_and_warm_starts_its_links():
+    from rlhf_tutorial.reward_model import linked_regression_loss
+    data, val = _random_pairs_dataset(60), _random_pairs_dataset(20, seed=2)
+    segs = _scored_segments(33)
+    kinds = ["score"] * 23 + ["language"] * 10
+    ys = [float(np.clip(s.true_mean + 0.1 * np.sin(i), 0, 1)) for i, s in enumerate(segs)]
+    ens = RewardEnsemble([RewardNet(4, hidden=(16,), use_action=False, seed=s) for s in range(2)])
+    for val_set in (None, val):  # without early stopping, and with it (the best epoch's σ² is kept)
+        hists = ens.fit(data, val_set, epochs=8, patience=2, seed=1, scored=(segs, ys, kinds),
+                        mix_weighting="calibrated")
+        for net, links, h in zip(ens.members, ens.links, hists):
+            for kind in ("score", "language"):
+                with torch.no_grad():
+                    mse = float(linked_regression_loss(net, links, kind, *_held_out(segs, ys, kinds, kind)))
+                assert float(links.log_var[kind].exp()) == pytest.approx(mse, rel=1e-5)
+                if val_set is None:  # set after the last epoch, and recorded
+                    assert h["sigma2"][-1][kind] == pytest.approx(mse, rel=1e-5)
+    first = ens.links
+    before = [x.summary()["a_score"] for x in first]
+    ens.fit(data, None, epochs=1, patience=None, seed=2, scored=(segs, ys, kinds), mix_weighting="calibrated")
+    assert ens.links is first  # the same links, trained on from where they were
+    assert [x.summary()["a_score"] for x in first] != pytest.approx([1.0, 1.0])
+    assert [x.summary()["a_score"] for x in first] != before
+    # no kinds given: every scored segment is a rating (one link); no scored segments: comparisons with β only
+    ens2 = RewardEnsemble([RewardNet(4, hidden=(8,), seed=0)])
+    h = ens2.fit(data, None, epochs=2, patience=None, scored=(segs, ys), mix_weighting="calibrated")
+    assert set(h[0]["sigma2"][-1]) == {"score"}
+    assert RewardEnsemble([RewardNet(4, hidden=(8,), seed=0)]).fit(data, epochs=1, mix_weighting="calibrated")[0][
+        "sigma2"] == [{}]
+
+
+def test_calibrated_mix_bad_options_raise_and_the_naive_default_is_unchanged():
+    data = _random_pairs_dataset(40)
+    segs = _scored_segments(20)
+    ys = [float(np.clip(s.true_mean, 0, 1)) for s in segs]
+    ens = RewardEnsemble([RewardNet(4, hidden=(8,), seed=0)])
+    with pytest.raises(ValueError, match="mix_weighting"):
+        ens.fit(data, epochs=1, mix_weighting="clever")
+    with pytest.raises(ValueError, match="score_weight"):
+        ens.fit(data, epochs=1, scored=(segs, ys), score_weight=0.5, mix_weighting="calibrated")
+    with pytest.raises(ValueError, match=r"scored kinds\[1\]"):
+        ens.fit(data, epochs=1, scored=(segs, ys, ["score", "rating"] + ["score"] * 18), mix_weighting="calibrated")
+    with pytest.raises(ValueError, match="one per segment"):
+        ens.fit(data, epochs=1, scored=(segs, ys, ["score"]), mix_weighting="calibrated")
+    with pytest.raises(TypeError, match="scored kinds"):
+        ens.fit(data, epochs=1, scored=(segs, ys, "score"), mix_weighting="calibrated")
+    with pytest.raises(TypeError, match="scored must be"):
+        ens.fit(data, epochs=1, scored=(segs,))
+    with pytest.raises(ValueError, match="mix_weighting"):
+        PreferenceLoopConfig(mix_weighting="calibrate")
+    assert PreferenceLoopConfig().mix_weighting == "naive"
+    # the naive mix (the default) ignores the kinds and makes no links: the same nets, bit for bit
+    nets = []
+    for kw in ({}, {"mix_weighting": "naive"}, {"scored_kinds": ["language"] * 20}):
+        e = RewardEnsemble([RewardNet(4, hidden=(8,), seed=s) for s in range(2)])
+        scored = (segs, ys, kw.pop("scored_kinds")) if "scored_kinds" in kw else (segs, ys)
+        e.fit(data, _random_pairs_dataset(10, seed=3), epochs=3, seed=4, scored=scored, **kw)
+        assert e.links is None
+        nets.append(e)
+    for e in nets[1:]:
+        for m0, m1 in zip(nets[0].members, e.members):
+            for p0, p1 in zip(m0.parameters(), m1.parameters()):
+                torch.testing.assert_close(p0, p1, rtol=0, atol=0)
+
+
+def test_smoke_run_of_the_loop_with_the_calibrated_mix():
+    small = dict(seed=2, total_timesteps=4_800, segment_length=25, initial_steps=1_600, phase_steps=1_600,
+                 label_phases=2, reward_epochs=3, reward_hidden=(16,), eval_every=0, eval_episodes=2,
+                 ppo=replace(PreferenceLoopConfig().ppo, update_epochs=1))
+    cfg = PreferenceLoopConfig(label_budget=40, feedback_mix=(1.0, 2.0, 1.0), mix_weighting="calibrated", **small)
+    (_, ens), hist = run_preference_loop(cfg, progress=False, scorer=lambda texts: [0.8 if "good" in t else 0.3
+                                                                                       for t in texts])
+    assert hist["labels_used"] == 40 and hist["config"]["mix_weighting"] == "calibrated"
+    assert len(ens.links) == 3
+    for links in ens.links:
+        s = links.summary()
+        assert s["a_score"] > 0 and s["a_language"] > 0 and np.isfinite(list(s.values())).all()
