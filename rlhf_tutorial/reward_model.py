@@ -45,8 +45,8 @@ r̂_θ(s).
 The rest is for evaluation and for notebook 06: :func:`train_reward_model` (Adam, minibatches,
 validation split, early stopping), :func:`pairwise_accuracy` and :func:`spearman` against the
 *true* reward, :class:`RewardNormalizer` (mean 0, fixed std on reference data),
-:class:`LearnedRewardWrapper` / :class:`LearnedRewardVectorWrapper` (the env's reward replaced by
-normalized r̂, the true one kept in ``info["true_reward"]``), and :func:`save_reward_model` /
+:class:`LearnedRewardWrapper` (the env's reward replaced by normalized r̂, the true one kept in
+``info["true_reward"]``; its vector-env form is :class:`rlhf_tutorial.rlhf.LearnedRewardVectorWrapper`), and :func:`save_reward_model` /
 :func:`load_reward_model` (safetensors, never pickle).
 """
 
@@ -105,7 +105,6 @@ __all__ = [
     "evaluate_reward_model",
     "RewardNormalizer",
     "LearnedRewardWrapper",
-    "LearnedRewardVectorWrapper",
     "save_reward_model",
     "load_reward_model",
     "RewardModelFileError",
@@ -414,7 +413,9 @@ class FeedbackLinks(nn.Module):
         self.raw_scale = nn.ParameterDict({k: nn.Parameter(torch.tensor(_inv_softplus(a))) for k in REGRESSION_KINDS})
         self.offset = nn.ParameterDict({k: nn.Parameter(torch.tensor(0.0)) for k in REGRESSION_KINDS})
         self.log_beta = nn.Parameter(torch.tensor(math.log(beta)))
-        self.log_var = nn.ParameterDict({k: nn.Parameter(torch.tensor(0.0)) for k in REGRESSION_KINDS})
+        # σ_k² is not learned by gradient: train_reward_model sets it in closed form (set_noise)
+        self.log_var = nn.ParameterDict({k: nn.Parameter(torch.tensor(0.0), requires_grad=False)
+                                         for k in REGRESSION_KINDS})
 
     @staticmethod
     def _kind(kind: str) -> str:
@@ -442,6 +443,19 @@ class FeedbackLinks(nn.Module):
         with torch.no_grad():
             self.raw_scale[self._kind(kind)].fill_(_inv_softplus(a))
             self.offset[kind].fill_(_check_number("offset", offset))
+
+    @torch.no_grad()
+    def set_noise(self, mse: Mapping[str, float]) -> None:
+        """Set each regression kind's σ_k² to its closed-form optimum, the given mean squared residual.
+
+        ∂/∂s_k of ½e^{-s_k}·L̃_k + ½s_k is zero at σ_k² = L̃_k (:func:`uncertainty_weighted_loss`).
+        :func:`train_reward_model` calls this after every epoch with the *held-out* residuals (the
+        training ones shrink as the net overfits), so λ_k = 1/(2σ_k²) weighs each kind by how well
+        it predicts labels it was not trained on (notebook 05). Floored at :data:`MIN_LOG_VAR`.
+        """
+        for k, v in mse.items():
+            v = V.number(f"mse[{k!r}]", v, 0.0)
+            self.log_var[self._kind(k)].fill_(max(math.log(max(v, 1e-12)), MIN_LOG_VAR))
 
     def summary(self) -> dict[str, float]:
         """``{"a_score", "b_score", "a_language", "b_language", "beta", "sigma_score", "sigma_language"}`` as floats."""
@@ -476,7 +490,8 @@ def linked_compare_loss(net: nn.Module, links: FeedbackLinks, obs_a, actions_a, 
     return F.binary_cross_entropy_with_logits(_check_links(links).beta() * (ra - rb), y)
 
 
-def uncertainty_weighted_loss(losses: Mapping[str, torch.Tensor], log_vars: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def uncertainty_weighted_loss(losses: Mapping[str, torch.Tensor], log_vars: Mapping[str, torch.Tensor],
+                              shares: Mapping[str, float] | None = None) -> torch.Tensor:
     r"""Σ_k of each loss divided by its learned noise variance, plus log σ (Kendall et al. 2018; notebook 05).
 
     A regression kind k with mean squared error :math:`\mathcal L_k` and log variance
@@ -484,7 +499,8 @@ def uncertainty_weighted_loss(losses: Mapping[str, torch.Tensor], log_vars: Mapp
     :math:`\tfrac12 e^{-s_k}\mathcal L_k + \tfrac12 s_k` (minimised at :math:`\sigma_k^2 = \mathcal L_k`,
     so a noisy kind gets the weight :math:`\lambda_k = 1/(2\sigma_k^2)` it deserves); a kind without a
     log variance (comparisons: the Bradley-Terry cross-entropy is already a likelihood, with its own
-    temperature) is added as it is. ``s_k`` is clamped at :data:`MIN_LOG_VAR`.
+    temperature) is added as it is. ``s_k`` is clamped at :data:`MIN_LOG_VAR`. ``shares`` (optional,
+    kind -> weight) multiplies each kind's term, as in :func:`mix_objective`.
     """
     total = None
     for k, loss in losses.items():
@@ -493,6 +509,8 @@ def uncertainty_weighted_loss(losses: Mapping[str, torch.Tensor], log_vars: Mapp
             term = 0.5 * torch.exp(-s) * loss + 0.5 * s
         else:
             term = loss
+        if shares is not None and k in shares:
+            term = shares[k] * term
         total = term if total is None else total + term
     if total is None:
         raise ValueError("losses is empty: give at least one kind's loss")
@@ -515,7 +533,8 @@ def _kind_loss(net, kind: str, b: Mapping, links, compare_reduce: str) -> torch.
 
 def mix_objective(net: nn.Module, batches: Mapping[str, Mapping], lambdas=(1.0, 1.0, 1.0),
                   links: FeedbackLinks | None = None, weighting: str = "fixed",
-                  compare_reduce: str = "mean") -> tuple[torch.Tensor, dict[str, float]]:
+                  compare_reduce: str = "mean", shares: Mapping[str, float] | None = None
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective of one step, naive or calibrated; returns ``(L, parts)`` (notebooks 05-06).
 
     ``links=None, weighting="fixed"`` is the seed's naive mix, exactly :func:`mixed_loss`. With
@@ -523,9 +542,17 @@ def mix_objective(net: nn.Module, batches: Mapping[str, Mapping], lambdas=(1.0, 
     :func:`linked_compare_loss`); ``weighting="fixed"`` then weighs them with ``lambdas``, and
     ``"uncertainty"`` with the learned noise variances (:func:`uncertainty_weighted_loss`; the
     ``lambdas`` only say which kinds are used: λ_k > 0). ``batches`` as for :func:`mixed_loss`;
-    ``parts`` holds each kind's (linked, unweighted) loss.
+    ``parts`` holds each kind's (linked, unweighted) loss. ``shares`` (kind -> weight > 0, default 1)
+    multiplies each kind's term: the trainer passes each kind's share of the minibatch, so that
+    every label counts once (:func:`_epoch_batches`).
     """
     lam = check_lambdas(lambdas)
+    if shares is not None:
+        shares = {k: V.positive(f"shares[{k!r}]", v) for k, v in shares.items()}
+        if shares and all(v == 1 for v in shares.values()):
+            shares = None
+    if shares is not None:
+        lam = {k: v * shares.get(k, 1.0) for k, v in lam.items()}
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if weighting == "uncertainty" and links is None:
@@ -545,7 +572,8 @@ def mix_objective(net: nn.Module, batches: Mapping[str, Mapping], lambdas=(1.0, 
         losses[kind] = _kind_loss(net, kind, batches[kind], links, compare_reduce)
     parts = {k: float(v.detach()) for k, v in losses.items()}
     if weighting == "uncertainty":
-        return uncertainty_weighted_loss(losses, {k: links.log_var[k] for k in losses if k in REGRESSION_KINDS}), parts
+        return uncertainty_weighted_loss(losses, {k: links.log_var[k] for k in losses if k in REGRESSION_KINDS},
+                                         shares), parts
     return sum(lam[k] * v for k, v in losses.items()), parts
 
 
@@ -693,13 +721,20 @@ def _split_tensors(datasets: dict, cfg: RewardTrainConfig, scorer) -> tuple[dict
 
 
 def _epoch_batches(train_t: dict, batch_size: int, gen: torch.Generator):
-    """Step 2: one epoch of minibatches; each holds the next ``batch_size`` labels of *every* kind.
+    """Step 2: one epoch of minibatches over the pooled labels; yields ``(batch, shares)``.
 
-    An epoch has as many steps as the largest kind has minibatches; the smaller kinds start a new
-    shuffled pass when they run out.
+    An epoch is one pass over all labels, as for a single kind: ``ceil(N / batch_size)`` steps for
+    N labels in all, so a mix gets as many optimizer steps as one kind with the same number of
+    labels. Each step holds every kind in proportion to its count (at least one label), and
+    ``shares[k]`` = K · (kind k's part of the batch) weighs its mean loss so that every label counts
+    once, whatever its kind (K kinds; equal counts give shares of 1). A kind that runs out starts a
+    new shuffled pass.
     """
     n = {k: len(next(iter(t.values()))) for k, t in train_t.items()}
-    steps = max(math.ceil(m / batch_size) for m in n.values())
+    total = sum(n.values())
+    size = {k: max(1, round(batch_size * m / total)) for k, m in n.items()}
+    shares = {k: len(n) * b / sum(size.values()) for k, b in size.items()}
+    steps = math.ceil(total / sum(size.values())) if len(n) > 1 else math.ceil(total / batch_size)
     perms = {k: torch.randperm(m, generator=gen) for k, m in n.items()}
     pos = dict.fromkeys(n, 0)
     for _ in range(steps):
@@ -707,17 +742,17 @@ def _epoch_batches(train_t: dict, batch_size: int, gen: torch.Generator):
         for k in n:
             if pos[k] >= n[k]:
                 perms[k], pos[k] = torch.randperm(n[k], generator=gen), 0
-            batch[k] = _take(train_t[k], perms[k][pos[k]:pos[k] + batch_size])
-            pos[k] += batch_size
-        yield batch
+            batch[k] = _take(train_t[k], perms[k][pos[k]:pos[k] + size[k]])
+            pos[k] += size[k]
+        yield batch, shares
 
 
 def _train_epoch(net, links, opt, train_t: dict, cfg: RewardTrainConfig, gen, epoch: int) -> dict[str, float]:
     """Step 3: Adam on every minibatch of one epoch; returns the mean total and per-kind losses."""
     net.train()
     sums, steps = dict.fromkeys(["loss", *cfg.kinds], 0.0), 0
-    for batch in _epoch_batches(train_t, cfg.batch_size, gen):
-        loss, parts = mix_objective(net, batch, cfg.lambdas, links, cfg.weighting, cfg.compare_reduce)
+    for batch, shares in _epoch_batches(train_t, cfg.batch_size, gen):
+        loss, parts = mix_objective(net, batch, cfg.lambdas, links, cfg.weighting, cfg.compare_reduce, shares)
         V.check_finite_loss(loss, epoch, "reward-model loss")
         opt.zero_grad()
         loss.backward()
@@ -773,14 +808,18 @@ def train_reward_model(net: nn.Module, data, config: RewardTrainConfig | None = 
         raise ValueError("links were given but config.link is False: set link=True to train them")
     train_t, val_t = _split_tensors(datasets, cfg, scorer)
     gen = torch.Generator().manual_seed(cfg.seed)
-    params = list(net.parameters()) + (list(links.parameters()) if links is not None else [])
+    params = list(net.parameters()) + ([p for p in links.parameters() if p.requires_grad] if links is not None else [])
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     hist = _new_history(cfg, links)
     best, best_state, since_best = math.inf, None, 0
     bar = progress_bar(range(cfg.epochs), desc="reward model", disable=not cfg.progress)
+    if cfg.weighting == "uncertainty":
+        _set_noise(links, net, val_t or train_t, cfg)
     for epoch in bar:
         train = _train_epoch(net, links, opt, train_t, cfg, gen, epoch)
         sel, val = _validation(net, links, val_t, cfg) if val_t else (math.nan, {})
+        if cfg.weighting == "uncertainty":   # σ_k² := this epoch's held-out (else training) residual
+            _set_noise(links, net, val_t or train_t, cfg)
         _record(hist, cfg, train, val, links)
         if val_t and sel < best:
             best, hist["best_epoch"], since_best = sel, epoch, 0
@@ -805,6 +844,14 @@ def train_reward_model(net: nn.Module, data, config: RewardTrainConfig | None = 
     return net, hist
 
 
+@torch.no_grad()
+def _set_noise(links: FeedbackLinks, net, tensors: dict, cfg: RewardTrainConfig) -> None:
+    """Step 5 (weighting="uncertainty"): σ_k² of each regression kind := its mean squared residual on ``tensors``."""
+    net.eval()
+    links.set_noise({k: float(_kind_loss(net, k, tensors[k], links, cfg.compare_reduce))
+                     for k in cfg.kinds if k in REGRESSION_KINDS})
+
+
 def _new_history(cfg: RewardTrainConfig, links) -> dict:
     hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
     for k in cfg.kinds:
@@ -827,14 +874,7 @@ def _record(hist: dict, cfg: RewardTrainConfig, train: dict, val: dict, links) -
 
 # --------------------------------------------------------------------------- evaluation
 def _check_segment_list(name: str, segments) -> list[Segment]:
-    if isinstance(segments, Segment) or not isinstance(segments, Sequence):
-        raise TypeError(f"{name} must be a list of Segment, got {type(segments).__name__}")
-    if len(segments) == 0:
-        raise ValueError(f"{name} is empty")
-    for i, s in enumerate(segments):
-        if not isinstance(s, Segment):
-            raise TypeError(f"{name}[{i}] must be a Segment, got {type(s).__name__}")
-    return list(segments)
+    return V.sequence_of(name, segments, Segment)
 
 
 @torch.no_grad()
@@ -1042,48 +1082,6 @@ class LearnedRewardWrapper(gym.Wrapper):
         info["learned_reward"] = raw
         self._last_obs = obs
         return obs, float(self.normalize(raw)), terminated, truncated, info
-
-
-class LearnedRewardVectorWrapper(gym.vector.VectorWrapper):
-    """:class:`LearnedRewardWrapper` for a Gymnasium vector env: one r̂ call for all copies (notebook 06).
-
-    Knows the auto-reset modes: with ``NEXT_STEP`` (Gymnasium's default, used by
-    :func:`rlhf_tutorial.rl.make_vec_env`) the step after an episode ends only resets that copy,
-    its action is ignored, and the learned reward there is 0 (like the env's own reward).
-    ``info["true_reward"]`` (an array) keeps the true reward, ``info["learned_reward"]`` holds r̂.
-    """
-
-    def __init__(self, env: gym.vector.VectorEnv, net: RewardNet, normalizer: RewardNormalizer | None = None):
-        super().__init__(env)
-        _check_env_for(net, env.single_observation_space, env.single_action_space)
-        self.net, self.normalize = net.eval(), _check_normalizer(normalizer)
-        mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
-        self._next_step = str(getattr(mode, "value", mode)) == gym.vector.AutoresetMode.NEXT_STEP.value
-        self._last_obs, self._prev_done = None, None
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        self._last_obs, self._prev_done = obs, np.zeros(self.num_envs, dtype=bool)
-        return obs, info
-
-    def step(self, actions):
-        if self._last_obs is None:
-            raise RuntimeError("call reset() before step()")
-        obs_in = np.asarray(self._last_obs, dtype=np.float32).reshape(self.num_envs, -1)
-        with torch.no_grad():
-            raw = self.net(obs_in, torch.as_tensor(np.asarray(actions)).long()).double().numpy()
-        obs, reward, terminated, truncated, info = self.env.step(actions)
-        if self._next_step:
-            raw = np.where(self._prev_done, 0.0, raw)
-        learned = np.asarray(self.normalize(raw), dtype=np.float32)
-        if self._next_step:
-            learned = np.where(self._prev_done, np.float32(0.0), learned)
-        info = dict(info)
-        info.setdefault("true_reward", np.asarray(reward))
-        info["learned_reward"] = raw
-        self._last_obs = obs
-        self._prev_done = np.asarray(terminated) | np.asarray(truncated)
-        return obs, learned, terminated, truncated, info
 
 
 # --------------------------------------------------------------------------- save / load

@@ -13,7 +13,6 @@ from rlhf_tutorial import reward_model as rm
 from rlhf_tutorial.envs import ENV_ID
 from rlhf_tutorial.feedback import ComparisonLabeler, ScoreLabeler, Segment
 from rlhf_tutorial.reward_model import (
-    LearnedRewardVectorWrapper,
     LearnedRewardWrapper,
     RewardModelFileError,
     RewardNet,
@@ -343,6 +342,8 @@ def test_wrapper_keeps_obs_terminated_truncated_info(pool):
 
 def test_vector_wrapper_matches_the_single_env_and_zeroes_autoreset_steps():
     net = RewardNet.for_env(ENV_ID, seed=1)
+    from rlhf_tutorial.rlhf import LearnedRewardVectorWrapper  # the package's one vector wrapper
+
     venv = LearnedRewardVectorWrapper(make_vec_env(ENV_ID, 3, horizon=4), net)
     obs, _ = venv.reset(seed=0)
     for t in range(6):
@@ -462,6 +463,43 @@ def test_mix_objective_naive_equals_mixed_loss_and_checks_inputs(pool):
         rm.mix_objective(net, b, (float("inf"), 1, 0), links)
     with pytest.raises(TypeError, match="FeedbackLinks"):
         rm.mix_objective(net, b, (1, 1, 0), "links")
+
+
+def test_noise_variances_are_set_in_closed_form_from_held_out_residuals(pool):
+    # σ_k² is the held-out mean squared residual of kind k (not learned by gradient): after training,
+    # the restored links' σ_score² equals the best epoch's validation L_score
+    scores = fb.make_dataset("score", pool, fb.realistic_raters("score", seed=0))
+    comps = fb.make_dataset("comparison", pool, fb.realistic_raters("comparison", seed=0), n_pairs=100, seed=0)
+    links = rm.FeedbackLinks()
+    assert not links.log_var["score"].requires_grad
+    cfg = rm.RewardTrainConfig(lambdas=(1, 1, 0), link=True, weighting="uncertainty", epochs=5, progress=False)
+    _, h = rm.train_reward_model(RewardNet.for_env(ENV_ID, seed=0), [scores, comps], cfg, links=links)
+    best = h["best_epoch"]
+    assert links.summary()["sigma_score"] ** 2 == pytest.approx(h["val_score"][best], rel=1e-5)
+    assert h["sigma_score"][best] ** 2 == pytest.approx(h["val_score"][best], rel=1e-5)
+    links.set_noise({"score": 0.0})                          # floored: no kind claims to be noiseless
+    assert links.summary()["sigma_score"] == pytest.approx(math.exp(0.5 * rm.MIN_LOG_VAR))
+    with pytest.raises(ValueError, match="mse"):
+        links.set_noise({"score": float("nan")})
+    with pytest.raises(ValueError, match="links are for"):
+        links.set_noise({"comparison": 0.1})
+
+
+def test_pooled_minibatches_count_every_label_once():
+    # an epoch is one pass over all labels: a mix of 96 + 32 labels gets ceil(128 / 32) = 4 steps,
+    # each with the kinds in proportion to their counts and shares that weigh every label once
+    train_t = {"score": {"x": torch.arange(96)}, "comparison": {"x": torch.arange(32)}}
+    out = list(rm._epoch_batches(train_t, 32, torch.Generator().manual_seed(0)))
+    assert len(out) == 4
+    batch, shares = out[0]
+    assert len(batch["score"]["x"]) == 24 and len(batch["comparison"]["x"]) == 8
+    assert shares == pytest.approx({"score": 1.5, "comparison": 0.5})
+    seen = torch.cat([b["score"]["x"] for b, _ in out])
+    assert sorted(seen.tolist()) == list(range(96))            # one pass, no label twice
+    single = list(rm._epoch_batches({"score": {"x": torch.arange(70)}}, 32, torch.Generator().manual_seed(0)))
+    assert [len(b["score"]["x"]) for b, _ in single] == [32, 32, 6] and single[0][1] == {"score": 1.0}
+    with pytest.raises(ValueError, match="shares"):
+        rm.mix_objective(RewardNet(4, 2, seed=0), {}, (1, 0, 0), shares={"score": -1.0})
 
 
 def test_train_config_validates():

@@ -246,16 +246,14 @@ def test_one_wrapper_for_a_net_with_its_normalizer_and_for_an_ensemble():
     net = RewardNet.for_env(ENV_ID, hidden=(8,), seed=3)
     norm = rm.RewardNormalizer(mean=0.3, std=2.0)
     ours = LearnedRewardVectorWrapper(make_vec_env(ENV_ID, 2), net, norm)
-    ref = rm.LearnedRewardVectorWrapper(make_vec_env(ENV_ID, 2), net, norm)
     o1, _ = ours.reset(seed=5)
-    ref.reset(seed=5)
     for t in range(202):
         acts = np.array([t % 2, 1])
         want = norm(net.predict(np.asarray(o1, dtype=np.float32), torch.as_tensor(acts)).astype(np.float64))
         o1, r1, *_ = ours.step(acts)
-        _, r2, *_ = ref.step(acts)
-        np.testing.assert_array_equal(r1, r2)  # the same rewards as reward_model's wrapper, bit for bit
-        if t != 200:
+        if t == 200:   # the step after every copy's 200-step episode ended only resets: reward 0
+            np.testing.assert_array_equal(r1, 0.0)
+        else:
             np.testing.assert_allclose(r1, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="normalizer"):
         LearnedRewardVectorWrapper(make_vec_env(ENV_ID, 1), RewardEnsemble([net]), norm)
