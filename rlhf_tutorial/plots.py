@@ -15,8 +15,8 @@ import numpy as np
 
 from . import _validate as V
 
-__all__ = ["smooth", "plot_learning_curve", "record_episode", "filmstrip", "animate_frames", "save_gif",
-           "to_uint8_frames"]
+__all__ = ["smooth", "plot_learning_curve", "draw_grid_policy", "record_episode", "filmstrip", "animate_frames",
+           "save_gif", "to_uint8_frames"]
 
 
 def to_uint8_frames(frames, name: str = "frames") -> list[np.ndarray]:
@@ -92,6 +92,60 @@ def plot_learning_curve(x, y, ax=None, label=None, window: int = 1, target: floa
     if label:
         ax.legend()
     ax.grid(alpha=0.3)
+    return ax
+
+
+def draw_grid_policy(ax, policy, shape: tuple[int, int], moves: dict, values=None, blocked=(), terminal=(),
+                     labels: dict | None = None, path=None, title: str = ""):
+    """Arrows of a tabular policy on a grid world, optionally over its values (notebook 01).
+
+    ``policy[s]`` is the action of state ``s = row · n_cols + col``; ``moves`` maps an action to
+    its ``(d_row, d_col)``. ``blocked`` cells (cliff, holes) are dark and get no arrow, ``terminal``
+    cells (the goal) are gold and get no arrow, ``labels`` maps states to a letter ("S", "G"),
+    ``values`` (one per state) colour the cells, and ``path`` (a list of states) is drawn in red.
+    """
+    from matplotlib.patches import Rectangle
+
+    n_rows, n_cols = (V.integer("shape[0]", shape[0], low=1), V.integer("shape[1]", shape[1], low=1))
+    n = n_rows * n_cols
+    policy = np.asarray(policy)
+    if policy.shape != (n,):
+        raise ValueError(f"policy must have one action per state, shape ({n},) for a {n_rows}x{n_cols} grid, "
+                         f"got shape {policy.shape}")
+    missing = sorted({int(a) for a in policy} - set(moves))
+    if missing:
+        raise ValueError(f"moves has no (d_row, d_col) for the action(s) {missing} of the policy")
+    blocked, terminal = set(blocked), set(terminal)
+    if values is not None:
+        shown = np.array(values, dtype=float).reshape(-1)
+        if shown.shape != (n,):
+            raise ValueError(f"values must have one number per state ({n}), got {shown.size}")
+        shown[list(blocked | terminal)] = np.nan     # not coloured by value
+        ax.imshow(shown.reshape(n_rows, n_cols), cmap="viridis", alpha=0.6)
+    for s in range(n):
+        r, c = divmod(s, n_cols)
+        if s in blocked or s in terminal:
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, color="0.25" if s in blocked else "gold",
+                                   alpha=0.9 if s in blocked else 0.5))
+        if s in blocked:
+            continue
+        if labels and s in labels:
+            ax.text(c - 0.45, r - 0.45, labels[s], ha="left", va="top", fontsize=9, weight="bold")
+        if s in terminal:
+            continue
+        dr, dc = moves[int(policy[s])]
+        ax.arrow(c - 0.25 * dc, r - 0.25 * dr, 0.5 * dc, 0.5 * dr, head_width=0.18, length_includes_head=True,
+                 color="k")
+    if path is not None:
+        rows, cols = np.divmod(np.asarray(path), n_cols)
+        ax.plot(cols, rows, color="tab:red", lw=3, alpha=0.6)
+    ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
+    ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
+    ax.grid(which="minor", color="w", lw=1)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    ax.set_xlim(-0.5, n_cols - 0.5)
+    ax.set_ylim(n_rows - 0.5, -0.5)
+    ax.set_title(title, fontsize=10)
     return ax
 
 
