@@ -23,6 +23,7 @@ measurements or stated assumptions, and every training choice is the notebook's.
 
     python benchmarks/mixed_feedback.py --seeds 0 1 2 3 4 --sweep-seeds 0 1 2 3 4   # ~30 min, one thread
     python benchmarks/mixed_feedback.py --seeds 0 --sweep-seeds                      # one seed, no λ grid
+    python benchmarks/mixed_feedback.py --per-rater --seeds 0 1 2 3 4                # ratings z-scored per rater
 
 Writes ``benchmarks/results/mixed_feedback.json`` (read by notebook 05) and prints the table.
 """
@@ -78,6 +79,37 @@ def first(ds, n: int):
     if isinstance(ds, fb.ScoreDataset):
         return fb.ScoreDataset(ds.segments[:n], ds.scores[:n], ds.meta)
     return fb.LanguageDataset(ds.segments[:n], ds.comments[:n], ds.meta)
+
+
+def standardize_per_rater(ds: fb.ScoreDataset) -> fb.ScoreDataset:
+    """Each rater's ratings as z-scores mapped back to the pooled mean and std (``--per-rater``).
+
+    Raters rate random segments, so the differences between their mean ratings are mostly their
+    offsets and scale use, not the segments: a standard correction for rater effects.
+    """
+    ids = np.asarray(ds.meta["rater_ids"][:len(ds)])
+    v = np.asarray(ds.scores, dtype=float)
+    out, mu, sd = v.copy(), v.mean(), v.std()
+    for j in np.unique(ids):
+        m = ids == j
+        if m.sum() >= 2 and v[m].std() > 1e-6:
+            out[m] = (v[m] - v[m].mean()) / v[m].std() * sd + mu
+    return fb.ScoreDataset(ds.segments, list(np.clip(out, 0, 1)), ds.meta)
+
+
+def run_per_rater(labels: dict, pairs, scorer, seed: int) -> dict:
+    """Ratings alone and the calibrated mix with ratings standardized per rater, both budgets."""
+    res = {}
+    for setting in ("labels", "time"):
+        alone, mix = budgets(setting)
+        res[setting] = {
+            "score, per-rater standardized": fit(standardize_per_rater(first(labels["score"], alone["score"])),
+                                                 pairs, scorer, seed, lambdas=(1, 0, 0)),
+            "calibrated mix, ratings per-rater standardized": fit(
+                [standardize_per_rater(first(labels["score"], mix["score"])),
+                 first(labels["comparison"], mix["comparison"]), first(labels["language"], mix["language"])],
+                pairs, scorer, seed, lambdas=(1, 1, 1), link=True, weighting="uncertainty")}
+    return res
 
 
 def budgets(setting: str) -> tuple[dict, dict]:
@@ -151,6 +183,8 @@ def main() -> None:
     ap.add_argument("--scorer", default="reading", choices=("reading", "embedding"),
                     help="language scorer: the rule-assisted ReadingScorer (default) or the plain embedding head")
     ap.add_argument("--merge", type=Path, nargs="+", help="only merge these result files into --out")
+    ap.add_argument("--per-rater", action="store_true",
+                    help="only the per-rater standardization test (writes mixed_feedback_per_rater.json)")
     args = ap.parse_args()
     if args.merge:
         print_table(merge(args.merge, args.out))
@@ -159,6 +193,17 @@ def main() -> None:
     from rlhf_tutorial import language
 
     scorer = language.ReadingScorer() if args.scorer == "reading" else language.LanguageScorer()
+    if args.per_rater:
+        out = args.out if args.out != RESULTS else RESULTS.with_name("mixed_feedback_per_rater.json")
+        res = {"command": "python benchmarks/mixed_feedback.py --per-rater --seeds " + " ".join(map(str, args.seeds)),
+               "seeds": {}}
+        for seed in args.seeds:
+            train, pairs = make_pool(seed)
+            res["seeds"][str(seed)] = run_per_rater(label_everything(train, seed), pairs, scorer, seed)
+            print(seed, {s: {m: round(v[0], 3) for m, v in r.items()} for s, r in res["seeds"][str(seed)].items()},
+                  flush=True)
+            out.write_text(json.dumps(res, indent=1, default=float))
+        return
     results = {"command": " ".join(["python benchmarks/mixed_feedback.py --seeds", *map(str, args.seeds),
                                    "--sweep-seeds", *map(str, args.sweep_seeds)]),
                "label_seconds": fb.LABEL_SECONDS, "n_labels": N_LABELS, "min_gap": MIN_GAP, "seeds": {}}
