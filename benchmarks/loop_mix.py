@@ -176,9 +176,7 @@ def main() -> None:
             "label_seconds": LABEL_SECONDS, "human_seconds": seconds, "mix_plan": plan,
             "labelers": "the loop's own: ComparisonLabeler(epsilon=0.1), ScoreLabeler(), LanguageLabeler(); "
                         "comments read by language.ReadingScorer()",
-            "true_ppo": recorded["true_ppo"], "random_policy": recorded["random_policy"],
-            "recorded_comparisons_only": {str(r["seed"]): r["final"] for r in recorded["label_efficiency"]
-                                          if r["method"] == "disagreement" and r["budget"] == COMPARISONS_ONLY}}
+            "true_ppo": recorded["true_ppo"], "random_policy": recorded["random_policy"]}
     runs = []
     for seed in args.seeds:
         for arm in args.arms:
