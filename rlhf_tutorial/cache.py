@@ -15,6 +15,7 @@ minutes). A folder cached by an older version of the package without a manifest 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,12 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["MANIFEST", "CheckpointError", "sha256_file", "write_manifest", "verify_checkpoint"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no fcntl
+    fcntl = None
+
+__all__ = ["MANIFEST", "CheckpointError", "sha256_file", "write_manifest", "verify_checkpoint", "build_lock"]
 
 MANIFEST = "manifest.json"
 
@@ -56,6 +62,30 @@ def write_manifest(folder) -> Path:
         os.fsync(f.fileno())
     os.replace(tmp, folder / MANIFEST)
     return folder / MANIFEST
+
+
+@contextlib.contextmanager
+def build_lock(path):
+    """Hold an exclusive lock on ``<path>.lock`` while the checkpoint ``path`` is built (notebook 07's cache).
+
+    Two processes that need the same missing checkpoint (two notebooks open at once, or the test
+    command running notebooks in parallel) would otherwise both train it; with the lock the second
+    waits, then finds the folder and loads it. Re-check that ``path`` is missing *inside* the lock.
+    Locks are always taken outer to inner (reward model → preferences → SFT → base → tokenizer), so
+    they cannot deadlock. Where ``fcntl`` is missing (Windows) there is no lock: the atomic rename
+    still keeps the cache consistent, a second process just trains a copy that it throws away.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path.parent / (path.name + ".lock"), "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _fail(folder: Path, why: str):

@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _validate as V
-from .cache import verify_checkpoint, write_manifest
+from .cache import build_lock, verify_checkpoint, write_manifest
 from .utils import progress_bar
 
 __all__ = [
@@ -676,15 +676,15 @@ def load_or_train_tokenizer(config: TextConfig | None = None, cache_dir=None):
 
     config = config or TextConfig()
     path = cache_root(cache_dir) / f"tokenizer-{config_hash({'docs': config.corpus_docs, 'vocab': config.vocab_size, 'seed': config.seed, 'v': config.version})}"
-    if not (path / "tokenizer.json").is_file():
-        tok = train_tokenizer(make_corpus(config.corpus_docs, seed=config.seed), vocab_size=config.vocab_size)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=path.name + ".tmp"))
-        tok.save_pretrained(tmp)
-        write_manifest(tmp)
-        if not path.exists():
-            os.replace(tmp, path)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with build_lock(path):
+        if not (path / "tokenizer.json").is_file():
+            tok = train_tokenizer(make_corpus(config.corpus_docs, seed=config.seed), vocab_size=config.vocab_size)
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=path.name + ".tmp"))
+            tok.save_pretrained(tmp)
+            write_manifest(tmp)
+            if not path.exists():
+                os.replace(tmp, path)
+            shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(str(verify_checkpoint(path, check_weights=False)))
     V.tokenizer("tokenizer", tok)
     return tok
@@ -694,14 +694,15 @@ def load_or_train_base(config: TextConfig | None = None, cache_dir=None, progres
     """``(model, tokenizer)``: the pretrained (not fine-tuned) tiny GPT-2, trained once and cached (notebook 07)."""
     config = config or TextConfig()
     path = cache_root(cache_dir) / f"base-{config_hash(config)}"
-    if not path.is_dir():
-        tok = load_or_train_tokenizer(config, cache_dir)
-        model = build_model(tok, config.n_positions, config.n_embd, config.n_layer, config.n_head, seed=config.seed)
-        blocks = pack_corpus(make_corpus(config.corpus_docs, seed=config.seed), tok, config.n_positions)
-        with single_thread():
-            losses = pretrain(model, blocks, config.pretrain_steps, config.pretrain_batch, config.pretrain_lr,
-                              seed=config.seed, progress=progress)
-        save_model(model, tok, path, extra={"losses": losses})
+    with build_lock(path):  # another process training the same model: wait for it, then load
+        if not path.is_dir():
+            tok = load_or_train_tokenizer(config, cache_dir)
+            model = build_model(tok, config.n_positions, config.n_embd, config.n_layer, config.n_head, seed=config.seed)
+            blocks = pack_corpus(make_corpus(config.corpus_docs, seed=config.seed), tok, config.n_positions)
+            with single_thread():
+                losses = pretrain(model, blocks, config.pretrain_steps, config.pretrain_batch, config.pretrain_lr,
+                                  seed=config.seed, progress=progress)
+            save_model(model, tok, path, extra={"losses": losses})
     return load_model(verify_checkpoint(path))
 
 
@@ -714,13 +715,14 @@ def load_or_train_sft(config: TextConfig | None = None, cache_dir=None, progress
     """
     config = config or TextConfig()
     path = cache_root(cache_dir) / f"sft-{config_hash(config)}"
-    if not path.is_dir():
-        model, tok = load_or_train_base(config, cache_dir, progress)
-        pairs = make_sft_pairs(config.sft_pairs, seed=config.seed + 100)
-        with single_thread():
-            losses = finetune(model, tok, pairs, config.sft_steps, config.sft_batch, config.sft_lr,
-                              seed=config.seed, progress=progress)
-        save_model(model, tok, path, extra={"losses": losses})
+    with build_lock(path):
+        if not path.is_dir():
+            model, tok = load_or_train_base(config, cache_dir, progress)
+            pairs = make_sft_pairs(config.sft_pairs, seed=config.seed + 100)
+            with single_thread():
+                losses = finetune(model, tok, pairs, config.sft_steps, config.sft_batch, config.sft_lr,
+                                  seed=config.seed, progress=progress)
+            save_model(model, tok, path, extra={"losses": losses})
     return load_model(verify_checkpoint(path))
 
 

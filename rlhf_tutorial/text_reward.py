@@ -39,7 +39,7 @@ from torch import nn
 
 from . import _validate as V
 from . import text as T
-from .cache import verify_checkpoint
+from .cache import build_lock, verify_checkpoint
 from .text import position_ids_from_mask
 from .utils import progress_bar
 
@@ -607,10 +607,11 @@ def load_or_make_preferences(config: RewardConfig | None = None, cache_dir=None,
     config = config or RewardConfig()
     root = T.cache_root(cache_dir) / f"preferences-{_rm_hash(config)}"
     paths = {s: root / f"{s}.jsonl" for s in ("train", "test")}
-    if not all(p.is_file() for p in paths.values()):
-        sft, tok = T.load_or_train_sft(config.text, cache_dir, progress)
-        with T.single_thread():
-            _make_and_save_preferences(sft, tok, config, paths)
+    with build_lock(root):
+        if not all(p.is_file() for p in paths.values()):
+            sft, tok = T.load_or_train_sft(config.text, cache_dir, progress)
+            with T.single_thread():
+                _make_and_save_preferences(sft, tok, config, paths)
     out = {s: load_preference_dataset(p).to_list() for s, p in paths.items()}
     out.update({f"{s}_path": p for s, p in paths.items()})
     return out
@@ -640,15 +641,16 @@ def load_or_train_reward_model(config: RewardConfig | None = None, cache_dir=Non
 
     config = config or RewardConfig()
     path = reward_model_path(config, cache_dir)
-    if not path.is_dir():
-        data = load_or_make_preferences(config, cache_dir, progress)
-        sft, tok = T.load_or_train_sft(config.text, cache_dir, progress)
-        rm = build_reward_model(sft, tok, seed=config.seed)
-        with T.single_thread():  # the same checkpoint whatever thread count the caller uses
-            _, history = train_reward_model(rm, tok, data["train"], config=config.train_config(), progress=progress)
-            prompts = T.make_prompts(config.n_norm_samples, "train", seed=config.seed + 2000)
-            samples = T.generate(sft, tok, prompts, max_new_tokens=config.max_new_tokens,
-                                 temperature=config.temperature, seed=config.seed + 2000)
-            normalize_reward_model(rm, tok, prompts, samples)
-        T.save_model(rm, tok, path, extra={"losses": history["loss"]})
+    with build_lock(path):  # another process training the same model: wait for it, then load
+        if not path.is_dir():
+            data = load_or_make_preferences(config, cache_dir, progress)
+            sft, tok = T.load_or_train_sft(config.text, cache_dir, progress)
+            rm = build_reward_model(sft, tok, seed=config.seed)
+            with T.single_thread():  # the same checkpoint whatever thread count the caller uses
+                _, history = train_reward_model(rm, tok, data["train"], config=config.train_config(), progress=progress)
+                prompts = T.make_prompts(config.n_norm_samples, "train", seed=config.seed + 2000)
+                samples = T.generate(sft, tok, prompts, max_new_tokens=config.max_new_tokens,
+                                     temperature=config.temperature, seed=config.seed + 2000)
+                normalize_reward_model(rm, tok, prompts, samples)
+            T.save_model(rm, tok, path, extra={"losses": history["loss"]})
     return T.load_model(verify_checkpoint(path), model_class=GPT2ForSequenceClassification)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -121,6 +122,34 @@ def test_load_or_train_sft_refuses_a_corrupt_cache(ckpt, tmp_path):
     w.write_bytes(w.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="delete it to retrain"):
         text.load_or_train_sft(cfg, cache_dir=tmp_path / "cache", progress=False)
+
+
+def _build_under_lock(args):
+    folder, log, hold = args
+    with cache.build_lock(folder):
+        with open(log, "a") as f:
+            f.write("enter\n")
+        if not folder.is_dir():  # the re-check inside the lock: only the first process builds
+            time.sleep(hold)
+            folder.mkdir()
+            with open(log, "a") as f:
+                f.write("built\n")
+        with open(log, "a") as f:
+            f.write("leave\n")
+
+
+def test_two_processes_building_one_checkpoint_take_turns(tmp_path):
+    """build_lock: a second process that needs the same missing checkpoint waits, then finds it built."""
+    ctx = mp.get_context("fork")
+    folder, log = tmp_path / "sft-abc", tmp_path / "log.txt"
+    procs = [ctx.Process(target=_build_under_lock, args=((folder, log, 0.5),)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert log.read_text().split() == ["enter", "built", "leave", "enter", "leave"]  # built once, never interleaved
+    assert (tmp_path / "sft-abc.lock").is_file()
 
 
 # --------------------------------------------------------------------------- saved reward models (Gymnasium)
