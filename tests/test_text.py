@@ -165,13 +165,14 @@ def test_bad_inputs_raise_clear_errors(tiny, tmp_path):
 
 
 def test_cache_is_reused_and_keyed_by_config(tiny, cache):
-    names = sorted(p.name.split("-")[0] for p in cache.iterdir())
+    names = sorted(p.name.split("-")[0] for p in cache.iterdir() if p.is_dir())  # besides each folder's .lock file
     assert names == ["base", "sft", "tokenizer"]
+    assert sorted(p.name.split("-")[0] for p in cache.glob("*.lock")) == names
     log = T.training_log("sft", TINY, cache)
     assert len(log["losses"]) == TINY.sft_steps
     assert T.config_hash(TINY) != T.config_hash(T.TextConfig())
     m, _ = T.load_or_train_sft(TINY, cache_dir=cache, progress=False)  # loads, does not retrain
-    assert sorted(p.name.split("-")[0] for p in cache.iterdir()) == names
+    assert sorted(p.name.split("-")[0] for p in cache.iterdir() if p.is_dir()) == names
 
 
 def test_check_sft_loss_accepts_the_package_and_rejects_an_unshifted_loss(capsys):
