@@ -272,7 +272,7 @@ NEGATION_STRENGTH = 0.7  # "not X" lands at 0.5 − 0.7 (x − 0.5): negated pra
 NEGATIVE_EVENTS = ("fall", "falls", "fell", "fallen", "falling", "lose", "loses", "lost", "losing", "drop", "drops",
                    "dropped", "crash", "crashes", "crashed", "wobble", "wobbles", "wobbled", "topple", "toppled",
                    "slip", "slipped", "complaint", "complaints", "problem", "problems", "mistake", "mistakes",
-                   "issue", "issues", "error", "errors", "fault", "faults")
+                   "issue", "issues", "error", "errors", "fault", "faults", "leave", "leaves", "leaving")
 """Events that are bad news: negated ("never fell", "no complaints") they mean the opposite, a good run."""
 POSITIVE_EVENTS = ("stay", "stays", "stayed", "keep", "keeps", "kept", "hold", "holds", "held", "going", "work",
                    "works", "worked", "balance", "balanced", "last", "lasted", "survive", "survived", "succeed",
@@ -360,6 +360,12 @@ def _extent(clause: str) -> tuple[str, float]:
     return re.sub(r"\s+", " ", clause).strip(), weight
 
 
+def _negation_scope(clause: str) -> str:
+    """The words after the clause's first negation word (its scope), or "" when there is none."""
+    m = re.search(r"\b(" + "|".join(NEGATIONS) + r")\b", clause)
+    return clause[m.end():] if m else ""
+
+
 def _event_sign(clause: str) -> int:
     """+1 when the clause names a bad-news event, -1 a good-news one, 0 none: what its negation means."""
     if any(re.search(rf"\b{w}\b", clause) for w in NEGATIVE_EVENTS):
@@ -401,7 +407,9 @@ class ReadingScorer:
         self.scorer = scorer
 
     def _clauses(self, text: str) -> list[str]:
-        parts = [p.strip() for p in _CLAUSE_SPLIT.split(_words(text)) if p and p.strip()]
+        # "A without B" is two clauses, "A" and "not B": the negation's scope is what follows it
+        text = re.sub(r"\bwithout\b", ", not", _words(text))
+        parts = [p.strip() for p in _CLAUSE_SPLIT.split(text) if p and p.strip()]
         return parts or [text.strip().lower()]
 
     def explain(self, comment: str) -> dict:
@@ -419,6 +427,7 @@ class ReadingScorer:
                 continue
             clause, extent = _extent(clause)
             rest, factor = _degree(clause)
+            event = _event_sign(_negation_scope(rest))
             rest, neg = _negated(rest)
             level = _comparative(rest, factor)
             if level is not None:
@@ -431,8 +440,8 @@ class ReadingScorer:
                     else:  # "no better than random": reflected around the reference
                         level = 2 * ref - level
                 out.append((clause, "comparative" + "+negation" * neg, float(min(max(level, 0.0), 1.0))))
-            elif neg and _event_sign(rest):
-                s = 0.5 + _event_sign(rest) * EVENT_LEVEL * factor
+            elif neg and event:
+                s = 0.5 + event * EVENT_LEVEL * factor
                 out.append((clause, "event+negation" + "+degree" * (factor != 1.0), float(min(max(s, 0.0), 1.0))))
             else:
                 base = float(self.scorer.score([rest or clause])[0])
@@ -459,8 +468,9 @@ class ReadingScorer:
             if k and _EMPHASIS.match(clause):
                 continue
             rest, factor = _degree(_extent(clause)[0])
+            event = _event_sign(_negation_scope(rest))
             rest, neg = _negated(rest)
-            if _comparative(rest, factor) is None and not (neg and _event_sign(rest)):
+            if _comparative(rest, factor) is None and not (neg and event):
                 out.append(rest or clause)
         return out
 

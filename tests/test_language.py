@@ -157,6 +157,8 @@ def test_reader_negated_events_extent_and_superlatives(reader):
     assert s["no complaints"] > 0.8 and s["didn't stay up"] < 0.2          # a negated event means its opposite
     assert s["the worst"] < s["not the worst"] < 0.5                        # a step towards the middle
     assert reader.explain("It didn't fall, not even for a second")["rule"] == "event+negation"   # emphasis only
+    # a negation's scope is what follows it: "held ... without the cart leaving" is not a negated "held"
+    assert reader.score(["It held the pole up without the cart leaving the middle"])[0] > 0.6
     mostly_good, mostly_bad = reader.score(["Mostly stable, one big wobble", "Some stable moments, mostly wobbly"])
     assert mostly_good > 0.5 > mostly_bad
 
