@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import time
@@ -32,6 +33,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 
 import numpy as np
+
+# worker processes start fresh ("spawn"): a forked copy of a process whose torch already runs a pool
+# of threads can deadlock
+SPAWN = multiprocessing.get_context("spawn")
 
 
 def true_ppo(seed: int, steps: int) -> dict:
@@ -161,7 +166,7 @@ def main() -> None:
              if f"{m}:{b}" not in args.skip and (f"{m}, {b}", s) not in have]
     t0 = time.perf_counter()
     runs = []
-    with ProcessPoolExecutor(args.workers) as pool:
+    with ProcessPoolExecutor(args.workers, mp_context=SPAWN) as pool:
         for fut in as_completed([pool.submit(_call, j) for j in jobs]):
             runs.append(fut.result())
             r = runs[-1]
@@ -223,7 +228,7 @@ def main() -> None:
 
 def main_sac(args) -> None:
     runs = []
-    with ProcessPoolExecutor(args.workers) as pool:
+    with ProcessPoolExecutor(args.workers, mp_context=SPAWN) as pool:
         futs = [pool.submit(sac_pendulum, s, 500, part) for s in args.seeds
                 for part in (("rhat", "true") if args.sac_part == "both" else (args.sac_part,))]
         for fut in as_completed(futs):
