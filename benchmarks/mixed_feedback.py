@@ -73,12 +73,8 @@ def label_everything(train, seed: int, n: int = N_LABELS) -> dict:
 
 
 def first(ds, n: int):
-    """The first n labels of a dataset."""
-    if isinstance(ds, fb.ComparisonDataset):
-        return fb.ComparisonDataset(ds.segments_a[:n], ds.segments_b[:n], ds.labels[:n], ds.meta)
-    if isinstance(ds, fb.ScoreDataset):
-        return fb.ScoreDataset(ds.segments[:n], ds.scores[:n], ds.meta)
-    return fb.LanguageDataset(ds.segments[:n], ds.comments[:n], ds.meta)
+    """The first n labels of a dataset (``FeedbackDataset.head``)."""
+    return ds.head(n)
 
 
 def standardize_per_rater(ds: fb.ScoreDataset) -> fb.ScoreDataset:

@@ -1015,6 +1015,17 @@ class FeedbackDataset:
         perm = np.random.default_rng(_check_seed(seed)).permutation(n)
         return self._subset(np.sort(perm[n_val:])), self._subset(np.sort(perm[:n_val]))
 
+    def head(self, n: int) -> FeedbackDataset:
+        """The first ``n`` labels, in the order they were asked, as a dataset of the same kind (notebook 05).
+
+        A smaller label budget is the first labels of a larger one: ``n`` is an int in [1, len(self)].
+        ``meta`` is kept as it is (per-label lists in it, such as ``rater_ids``, still cover all labels).
+        """
+        n = V.integer("n", n, low=1)
+        if n > len(self):
+            raise ValueError(f"n must be at most the dataset's {len(self)} labels, got {n}")
+        return self._subset(np.arange(n))
+
     # ---- save / load
     def _payload(self) -> tuple[dict, list[Segment]]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -94,6 +94,7 @@ __all__ = [
     "linked_regression_loss",
     "linked_compare_loss",
     "uncertainty_weighted_loss",
+    "set_noise_to_residuals",
     "mix_objective",
     "RewardTrainConfig",
     "feedback_tensors",
@@ -845,11 +846,23 @@ def train_reward_model(net: nn.Module, data, config: RewardTrainConfig | None = 
 
 
 @torch.no_grad()
-def _set_noise(links: FeedbackLinks, net, tensors: dict, cfg: RewardTrainConfig) -> None:
-    """Step 5 (weighting="uncertainty"): σ_k² of each regression kind := its mean squared residual on ``tensors``."""
+def set_noise_to_residuals(net: nn.Module, links: FeedbackLinks, data: Mapping[str, tuple]) -> dict[str, float]:
+    """σ_k² := each regression kind's mean squared linked residual on ``data``; returns the σ_k² (notebooks 05-06).
+
+    ``data`` maps a kind ("score", "language") to ``(obs, actions, y)`` of labels the net was *not*
+    trained on: the closed-form optimum of uncertainty weighting (:meth:`FeedbackLinks.set_noise`),
+    used after every epoch by :func:`train_reward_model` and by the ensemble of notebook 06.
+    """
     net.eval()
-    links.set_noise({k: float(_kind_loss(net, k, tensors[k], links, cfg.compare_reduce))
-                     for k in cfg.kinds if k in REGRESSION_KINDS})
+    mse = {k: float(linked_regression_loss(net, links, k, *d)) for k, d in data.items()}
+    links.set_noise(mse)
+    return {k: float(links.log_var[k].exp()) for k in mse}
+
+
+def _set_noise(links: FeedbackLinks, net, tensors: dict, cfg: RewardTrainConfig) -> None:
+    """Step 5 (weighting="uncertainty"): σ_k² of each regression kind := its held-out residual."""
+    set_noise_to_residuals(net, links, {k: (tensors[k]["obs"], tensors[k]["actions"], tensors[k]["scores"])
+                                        for k in cfg.kinds if k in REGRESSION_KINDS})
 
 
 def _new_history(cfg: RewardTrainConfig, links) -> dict:

@@ -63,6 +63,7 @@ from .reward_model import (
     compare_loss,
     linked_compare_loss,
     linked_regression_loss,
+    set_noise_to_residuals,
     spearman,
     uncertainty_weighted_loss,
 )
@@ -183,13 +184,9 @@ class _FitSettings(NamedTuple):
     bootstrap: bool
 
 
-@torch.no_grad()
 def _set_noise(net: RewardNet, links: FeedbackLinks, tensors: dict) -> dict[str, float]:
-    """σ_k² := each regression kind's mean squared linked residual on ``tensors`` (kind -> obs, actions, y); returns them."""
-    net.eval()
-    mse = {k: float(linked_regression_loss(net, links, k, d["obs"], d["actions"], d["y"])) for k, d in tensors.items()}
-    links.set_noise(mse)
-    return {k: float(links.log_var[k].exp()) for k in mse}
+    """σ_k² := each regression kind's held-out residual (``reward_model.set_noise_to_residuals``)."""
+    return set_noise_to_residuals(net, links, {k: (d["obs"], d["actions"], d["y"]) for k, d in tensors.items()})
 
 
 # --------------------------------------------------------------------------- the ensemble

@@ -217,6 +217,22 @@ def test_language_verdict_noise(segments):
 
 # --------------------------------------------------------------------------- datasets
 @pytest.mark.parametrize("kind", fb.FEEDBACK_KINDS)
+def test_dataset_head_is_the_first_labels(kind, segments):
+    ds = make_dataset(kind, segments, seed=0, **({"n_pairs": 60} if kind == "comparison" else {}))
+    head = ds.head(7)
+    assert type(head) is type(ds) and len(head) == 7 and head.meta == ds.meta
+    for x, y in zip(head, ds):   # the first 7 items, in order
+        for u, v in zip(x, y):
+            assert u is v if isinstance(u, Segment) else u == v
+    with pytest.raises(ValueError, match="at most the dataset's"):
+        ds.head(len(ds) + 1)
+    with pytest.raises(ValueError):
+        ds.head(0)
+    with pytest.raises(TypeError):
+        ds.head(2.5)
+
+
+@pytest.mark.parametrize("kind", fb.FEEDBACK_KINDS)
 def test_dataset_roundtrip_and_split(kind, segments, tmp_path):
     ds = make_dataset(kind, segments, seed=0, **({"n_pairs": 60} if kind == "comparison" else {}))
     n = len(ds)
