@@ -40,8 +40,7 @@ def _texts(nb):
                     yield data
 
 
-@pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.stem)
-def test_student_notebook_runs_unanswered(path, monkeypatch):
+def _runs_unanswered(path, monkeypatch):
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     nb = nbformat.read(path, as_version=4)
@@ -68,3 +67,17 @@ def test_student_notebook_runs_unanswered(path, monkeypatch):
     if stubs:
         assert text.count(BANNER) >= stubs, f"{path.name}: {stubs} cells use checks.use but the banner shows " \
                                             f"{text.count(BANNER)} times"
+
+
+# One test class per notebook: pytest-xdist's --dist loadscope sends each class to a worker of its own
+# choosing, so the eleven student notebooks share the CI's two workers instead of queueing on one
+# (a parametrized function is one scope). Node ids read test_student_notebooks.py::Test_09_…::test_runs_unanswered.
+def _make_class(path):
+    def test_runs_unanswered(self, monkeypatch):
+        _runs_unanswered(path, monkeypatch)
+    return type(f"Test_{path.stem}", (), {"test_runs_unanswered": test_runs_unanswered,
+                                          "__doc__": f"exercises/{path.name} runs with its exercises unanswered."})
+
+
+for _path in EXERCISES:
+    globals()[f"Test_{_path.stem}"] = _make_class(_path)
