@@ -12,7 +12,11 @@ printed (``-s``) so the instructor guide's lab lengths can be checked.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +30,18 @@ EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 BANNER = "using the reference solution: your function"
 ENV = {"TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1", "SDL_VIDEODRIVER": "dummy",
        "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONWARNINGS": "ignore"}
+
+
+@contextlib.contextmanager
+def _answer_files_lock(folder: Path):
+    """An exclusive lock (across processes) on the answer files of ``folder``."""
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"rlhf_tutorial_answers_{digest}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _texts(nb):
@@ -44,21 +60,27 @@ def _runs_unanswered(path, monkeypatch):
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     nb = nbformat.read(path, as_version=4)
-    labels_before = {f: f.read_bytes() for f in path.parent.glob("my_labels*.jsonl")}  # a person's labels
-    client = nbclient.NotebookClient(nb, timeout=1200, kernel_name="python3", record_timing=False,
-                                     resources={"metadata": {"path": str(path.parent)}})
-    start = time.perf_counter()
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as err:
-        pytest.fail(f"{path.name} stops with its exercises unanswered:\n{str(err)[-1500:]}")
-    finally:  # leave the answer files as they were: never lose (or add to) a learner's labels
-        for f in path.parent.glob("my_labels*.jsonl"):
-            if f not in labels_before:
-                os.remove(f)
-        for f, data in labels_before.items():
-            if not f.exists() or f.read_bytes() != data:
-                f.write_bytes(data)
+    # notebooks that read or write a learner's answer files (my_labels*.jsonl) run one at a time, under a
+    # lock, and only they restore those files afterwards: two of them at once on the two xdist workers
+    # would see (and undo) each other's answers
+    touches_answers = any("my_labels" in c.source for c in nb.cells)
+    with _answer_files_lock(path.parent) if touches_answers else contextlib.nullcontext():
+        labels_before = {f: f.read_bytes() for f in path.parent.glob("my_labels*.jsonl")} if touches_answers else {}
+        client = nbclient.NotebookClient(nb, timeout=1200, kernel_name="python3", record_timing=False,
+                                         resources={"metadata": {"path": str(path.parent)}})
+        start = time.perf_counter()
+        try:
+            client.execute()
+        except nbclient.exceptions.CellExecutionError as err:
+            pytest.fail(f"{path.name} stops with its exercises unanswered:\n{str(err)[-1500:]}")
+        finally:  # leave the answer files as they were: never lose (or add to) a learner's labels
+            if touches_answers:
+                for f in path.parent.glob("my_labels*.jsonl"):
+                    if f not in labels_before:
+                        os.remove(f)
+                for f, data in labels_before.items():
+                    if not f.exists() or f.read_bytes() != data:
+                        f.write_bytes(data)
     seconds = time.perf_counter() - start
     print(f"\n{path.name}: ran unanswered in {seconds:.0f} s")
     text = "\n".join(_texts(nb))
