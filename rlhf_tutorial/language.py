@@ -304,15 +304,20 @@ def read_rating(text: str) -> float | None:
     return None if n <= 0 else min(max(k / n, 0.0), 1.0)
 
 
-def _degree(clause: str) -> tuple[str, float]:
-    """Strip the degree words of a clause; return (rest, product of their factors)."""
+def _strip_words(clause: str, *tables: dict) -> tuple[str, float]:
+    """Strip the words of ``tables`` (word -> factor) from a clause; return (rest, product of their factors)."""
     factor = 1.0
-    for table in (DOWNTONERS, INTENSIFIERS):
+    for table in tables:
         for w, f in sorted(table.items(), key=lambda kv: -len(kv[0])):
             pat = rf"\b{re.escape(w)}\b"
             if re.search(pat, clause):
                 clause, factor = re.sub(pat, " ", clause), factor * f
     return re.sub(r"\s+", " ", clause).strip(), factor
+
+
+def _degree(clause: str) -> tuple[str, float]:
+    """Strip the degree words of a clause; return (rest, product of their factors)."""
+    return _strip_words(clause, DOWNTONERS, INTENSIFIERS)
 
 
 def _negated(clause: str) -> tuple[str, bool]:
@@ -352,12 +357,7 @@ _EMPHASIS = re.compile(r"^(not|never|no)\b.*\b(even|once|ever)\b|^(not|never) at
 
 def _extent(clause: str) -> tuple[str, float]:
     """Strip the extent words of a clause; return (rest, its weight in a mixed verdict)."""
-    weight = 1.0
-    for w, x in sorted(EXTENT_WEIGHTS.items(), key=lambda kv: -len(kv[0])):
-        pat = rf"\b{re.escape(w)}\b"
-        if re.search(pat, clause):
-            clause, weight = re.sub(pat, " ", clause), weight * x
-    return re.sub(r"\s+", " ", clause).strip(), weight
+    return _strip_words(clause, EXTENT_WEIGHTS)
 
 
 def _negation_scope(clause: str) -> str:
