@@ -558,34 +558,23 @@ class LabelingWidget:
     def __init__(self, segments_or_pairs, answers_path, render: Callable[[Segment], list] | None = None,
                  every: int = 2, frame_ms: int | None = None, filmstrip_frames: int = 5,
                  score_step: float = 0.05):
-        import ipywidgets as W
-
         self.pairs = _as_pairs(segments_or_pairs)
-        if isinstance(answers_path, bool) or not isinstance(answers_path, (str, os.PathLike)):
-            raise TypeError(f"answers_path must be a path (str or pathlib.Path), got {type(answers_path).__name__}")
-        self.path = Path(answers_path)
+        self.path = V.path("answers_path", answers_path)
         if self.path.suffix not in (".jsonl", ".ndjson"):
             raise ValueError(f"answers_path must end in .jsonl (a JSON-lines file), got {str(self.path)!r}")
         if not self.path.parent.is_dir():
             raise ValueError(f"the folder of answers_path does not exist: {str(self.path.parent)!r}")
-        if render is not None and not callable(render):
-            raise TypeError(f"render must be None or a callable segment -> frames, got {type(render).__name__}")
+        V.callable_("render", render, allow_none=True)
         if render is None:
             for a, b in self.pairs:
                 _check_cartpole_segment(a)
                 _check_cartpole_segment(b)
-        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-            raise ValueError(f"every must be a positive int, got {every!r}")
-        if isinstance(filmstrip_frames, bool) or not isinstance(filmstrip_frames, (int, np.integer)) or filmstrip_frames < 1:
-            raise ValueError(f"filmstrip_frames must be a positive int, got {filmstrip_frames!r}")
-        if frame_ms is not None and (isinstance(frame_ms, bool) or not isinstance(frame_ms, (int, np.integer))
-                                     or frame_ms < 10):
-            raise ValueError(f"frame_ms must be None or an int >= 10 (milliseconds per frame), got {frame_ms!r}")
-        if isinstance(score_step, bool) or not isinstance(score_step, (int, float)) or not 0 < score_step <= 1:
-            raise ValueError(f"score_step must be a number in (0, 1], got {score_step!r}")
+        self.every = V.integer("every", every, low=1)
+        self.filmstrip_frames = V.integer("filmstrip_frames", filmstrip_frames, low=1)
+        self.frame_ms = (max(10, 20 * self.every) if frame_ms is None
+                         else V.integer("frame_ms (milliseconds per frame)", frame_ms, low=10))
+        score_step = V.number("score_step", score_step, 0, 1, low_open=True)
         self.render = render or (lambda seg: render_cartpole_frames(seg, every=1))
-        self.every, self.filmstrip_frames = int(every), int(filmstrip_frames)
-        self.frame_ms = int(frame_ms) if frame_ms is not None else max(10, int(20 * self.every))
         self._media: dict[int, tuple] = {}
 
         # ---- reload what is already in the file (raises AnswerFileError on a corrupt line)
@@ -596,8 +585,17 @@ class LabelingWidget:
             _append_line(self.path, _header_record())
         self._ids = [(segment_id(a), segment_id(b)) for a, b in self.pairs]
         self.index = self._next_unanswered(0)
+        self._build_controls(score_step)
+        self._show()
+        n = len(self._records)
+        self.status.value = (f"reloaded {n} answers from {self.path.name}" if n else
+                             f"answers are saved to {self.path.name} as you give them")
 
-        # ---- controls
+    # ---- controls
+    def _build_controls(self, score_step: float) -> None:
+        """The ipywidgets controls (attributes named in the class docstring), wired to the answer methods."""
+        import ipywidgets as W
+
         def cls(widget, key):
             widget.add_class(CSS_CLASSES[key])
             return widget
@@ -616,7 +614,7 @@ class LabelingWidget:
         self.target = cls(W.ToggleButtons(options=list(SIDES), value="left", description=DESCRIPTIONS["target"],
                                           tooltips=["score / comment the left segment", "score / comment the right segment"]),
                           "target")
-        self.score_slider = cls(W.FloatSlider(value=0.5, min=0.0, max=1.0, step=float(score_step),
+        self.score_slider = cls(W.FloatSlider(value=0.5, min=0.0, max=1.0, step=score_step,
                                               description=DESCRIPTIONS["score"], readout_format=".2f",
                                               continuous_update=False), "score")
         self.score_button = cls(W.Button(description=DESCRIPTIONS["submit_score"],
@@ -640,10 +638,6 @@ class LabelingWidget:
             W.HBox([self.comment_text, self.comment_button]),
             self.counter, self.status,
         ]), "widget")
-        self._show()
-        n = len(self._records)
-        self.status.value = (f"reloaded {n} answers from {self.path.name}" if n else
-                             f"answers are saved to {self.path.name} as you give them")
 
     # ---- display
     def _repr_mimebundle_(self, **kwargs):

@@ -310,8 +310,12 @@ def test_bad_constructor_arguments(segments, pairs, path, tmp_path):
         LabelingWidget(pairs, 42)
     with pytest.raises(ValueError, match="every"):
         LabelingWidget(pairs, path, every=0)
-    with pytest.raises(ValueError, match="frame_ms"):
+    with pytest.raises(TypeError, match="frame_ms"):  # wrong type -> TypeError (rlhf_tutorial._validate)
         LabelingWidget(pairs, path, frame_ms=2.5)
+    with pytest.raises(ValueError, match="frame_ms"):
+        LabelingWidget(pairs, path, frame_ms=5)
+    with pytest.raises(ValueError, match="score_step"):
+        LabelingWidget(pairs, path, score_step=0)
     with pytest.raises(TypeError, match=r"records\[0\]"):
         wd.answers_to_datasets([{"kind": "score", "score": 0.5, "segment": {"obs": []}}])
     one_d = Segment(np.zeros((20, 2)), np.zeros(20, int), np.zeros(20))
