@@ -377,10 +377,10 @@ class RewardEnsemble:
         st = _scored_tensors(scored)
         n = len(train)
         rng = np.random.default_rng(_check_pos_int("seed", seed, 0))
+        fs = _FitSettings(epochs, batch_size, lr, weight_decay, patience, bootstrap)
         if mix_weighting == "calibrated":
             kinds = _scored_kinds(scored, len(st["y"])) if st is not None else []
-            return self._fit_calibrated(t, vt, _split_scored(st, kinds) if st is not None else ({}, {}), rng,
-                                        _FitSettings(epochs, batch_size, lr, weight_decay, patience, bootstrap))
+            return self._fit_calibrated(t, vt, _split_scored(st, kinds) if st is not None else ({}, {}), rng, fs)
         histories = []
         for net in self.members:
             idx = torch.as_tensor(rng.integers(0, n, n) if bootstrap else np.arange(n))
@@ -392,46 +392,16 @@ class RewardEnsemble:
                                         else np.arange(len(st["y"])))
                 scores = _ScoreBatches({key: v[s_idx] for key, v in st.items()}, batch_size, gen)
             opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-            histories.append(self._fit_member(net, opt, data, vt, scores, gen, epochs, batch_size, patience,
-                                              score_weight))
-        return histories
 
-    def _fit_member(self, net: RewardNet, opt, data: dict, vt: dict | None, scores, gen, epochs: int,
-                    batch_size: int, patience: int | None, score_weight: float) -> dict:
-        """One member's epochs with early stopping on ``vt``; keeps the best weights."""
-        hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
-        best, best_state, since = math.inf, None, 0
-        n = len(data["labels"])
-        for epoch in range(epochs):
-            net.train()
-            perm = torch.randperm(n, generator=gen)
-            total = 0.0
-            for s in range(0, n, batch_size):
-                b = perm[s:s + batch_size]
-                loss = compare_loss(net, data["obs_a"][b], data["actions_a"][b], data["obs_b"][b],
-                                    data["actions_b"][b], data["labels"][b], self.reduce)
-                if scores is not None:  # the seed's λ₁ L_score on the next minibatch of scored segments
+            def step_loss(b, net=net, scores=scores):  # L_compare (+ the naive mix's λ₁ L_score on the next scored batch)
+                loss = compare_loss(net, b["obs_a"], b["actions_a"], b["obs_b"], b["actions_b"], b["labels"], self.reduce)
+                if scores is not None:
                     sb = scores.next()
                     loss = loss + score_weight * ((net(sb["obs"], sb["actions"]).mean(-1) - sb["y"]) ** 2).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(V.check_finite_loss(loss.detach(), epoch, "the reward ensemble's loss")) * len(b)
-            hist["train_loss"].append(total / n)
-            if vt is not None:
-                v = self._loss(net, vt)
-                hist["val_loss"].append(v)
-                if v < best:
-                    best, best_state, since, hist["best_epoch"] = v, copy.deepcopy(net.state_dict()), 0, epoch
-                else:
-                    since += 1
-                    if patience is not None and since >= patience:
-                        break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        net.eval()
-        hist["epochs_run"] = len(hist["train_loss"])
-        return hist
+                return loss
+
+            histories.append(self._fit_member(net, opt, data, vt, step_loss, gen, fs))
+        return histories
 
     def _fit_calibrated(self, t: dict, vt: dict | None, split: tuple[dict, dict], rng: np.random.Generator,
                         fs: _FitSettings) -> list[dict]:
@@ -467,52 +437,64 @@ class RewardEnsemble:
             params = list(net.parameters()) + [p for name, p in links.named_parameters()
                                                if p.requires_grad and not name.startswith("log_var")]
             opt = torch.optim.Adam(params, lr=fs.lr, weight_decay=fs.weight_decay)
-            histories.append(self._fit_member_calibrated(net, links, opt, data, vt, batches, shares, noise_on,
-                                                         gen, fs))
+
+            def step_loss(b, net=net, links=links, batches=batches, shares=shares):  # the calibrated objective
+                losses = {"comparison": linked_compare_loss(net, links, b["obs_a"], b["actions_a"], b["obs_b"],
+                                                            b["actions_b"], b["labels"], self.reduce)}
+                for k, sb in batches.items():
+                    x = sb.next()
+                    losses[k] = shares[k] * linked_regression_loss(net, links, k, x["obs"], x["actions"], x["y"])
+                return uncertainty_weighted_loss(losses, {k: links.log_var[k] for k in batches})
+
+            histories.append(self._fit_member(net, opt, data, vt, step_loss, gen, fs, links, noise_on))
         return histories
 
-    def _fit_member_calibrated(self, net: RewardNet, links: FeedbackLinks, opt, data: dict, vt: dict | None,
-                               batches: dict, shares: dict, noise_on: dict, gen, fs: _FitSettings) -> dict:
-        """One member's epochs of the calibrated mix (:meth:`_fit_calibrated`, notebook 06); keeps the best epoch."""
-        hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1, "sigma2": []}
+    def _fit_member(self, net: RewardNet, opt, data: dict, vt: dict | None, step_loss, gen, fs: _FitSettings,
+                    links: FeedbackLinks | None = None, noise_on: dict | None = None) -> dict:
+        """One member's epochs over its comparisons with early stopping on ``vt``; keeps the best epoch (notebook 06).
+
+        ``step_loss(batch)`` is the loss of one minibatch of comparisons (the naive or the calibrated
+        mix adds its other kinds inside it). With ``links`` (the calibrated mix) the links are part of
+        the kept state, and σ_k² is set on ``noise_on`` before the first and after every epoch.
+        """
+        hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": -1}
+        if links is not None:
+            hist["sigma2"] = []
+            _set_noise(net, links, noise_on)
         best, best_state, since = math.inf, None, 0
         n = len(data["labels"])
-        _set_noise(net, links, noise_on)
         for epoch in range(fs.epochs):
             net.train()
             perm = torch.randperm(n, generator=gen)
             total = 0.0
             for s in range(0, n, fs.batch_size):
                 b = perm[s:s + fs.batch_size]
-                losses = {"comparison": linked_compare_loss(net, links, data["obs_a"][b], data["actions_a"][b],
-                                                            data["obs_b"][b], data["actions_b"][b],
-                                                            data["labels"][b], self.reduce)}
-                for k, sb in batches.items():
-                    x = sb.next()
-                    losses[k] = shares[k] * linked_regression_loss(net, links, k, x["obs"], x["actions"], x["y"])
-                loss = uncertainty_weighted_loss(losses, {k: links.log_var[k] for k in batches})
+                loss = step_loss({key: v[b] for key, v in data.items()})
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 total += float(V.check_finite_loss(loss.detach(), epoch, "the reward ensemble's loss")) * len(b)
             hist["train_loss"].append(total / n)
-            hist["sigma2"].append(_set_noise(net, links, noise_on))
+            if links is not None:
+                hist["sigma2"].append(_set_noise(net, links, noise_on))
             if vt is not None:
                 v = self._loss(net, vt, links)
                 hist["val_loss"].append(v)
                 if v < best:
                     best, since, hist["best_epoch"] = v, 0, epoch
-                    best_state = copy.deepcopy((net.state_dict(), links.state_dict()))
+                    best_state = copy.deepcopy((net.state_dict(), links.state_dict() if links is not None else None))
                 else:
                     since += 1
                     if fs.patience is not None and since >= fs.patience:
                         break
         if best_state is not None:
             net.load_state_dict(best_state[0])
-            links.load_state_dict(best_state[1])
+            if links is not None:
+                links.load_state_dict(best_state[1])
         net.eval()
         hist["epochs_run"] = len(hist["train_loss"])
-        hist["links"] = links.summary()
+        if links is not None:
+            hist["links"] = links.summary()
         return hist
 
     @torch.no_grad()
@@ -521,7 +503,6 @@ class RewardEnsemble:
         if links is not None:
             return float(linked_compare_loss(net, links, t["obs_a"], t["actions_a"], t["obs_b"], t["actions_b"],
                                              t["labels"], self.reduce))
-        net.eval()
         return float(compare_loss(net, t["obs_a"], t["actions_a"], t["obs_b"], t["actions_b"], t["labels"],
                                   self.reduce))
 
