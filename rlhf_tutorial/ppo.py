@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import _validate as V
+from .cache import reuse_run
 from .rl import (
     ActorCritic,
     Rollout,
@@ -346,6 +347,14 @@ def train_ppo(config: PPOConfig | None = None, callback: Callable[[dict], bool |
     torch.set_num_threads(resolve_threads(cfg.torch_threads))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    if callback is None and agent is None:  # a fresh run, nothing outside it: may be recorded/reused
+        return reuse_run("ppo", (cfg, envs), lambda: _train_ppo(cfg, None, progress, None, envs),
+                         seeded=("torch", "numpy"))
+    return _train_ppo(cfg, callback, progress, agent, envs)
+
+
+def _train_ppo(cfg: PPOConfig, callback, progress: bool, agent, envs):
+    """The body of :func:`train_ppo` (which may instead reuse a recorded run: :func:`rlhf_tutorial.cache.reuse_run`)."""
     envs, make_envs = _training_envs(cfg, envs)
     n_actions = require_discrete(envs.single_action_space, "train_ppo")
     obs_dim = int(np.prod(envs.single_observation_space.shape))

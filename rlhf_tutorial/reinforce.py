@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import _validate as V
+from .cache import reuse_run
 from .rl import (
     CategoricalPolicy,
     categorical_log_prob_entropy,
@@ -289,6 +290,12 @@ def train_reinforce(config: ReinforceConfig, progress: bool = True, callback: Ca
         raise TypeError(f"config must be a ReinforceConfig, got {type(config).__name__}")
     config.validate()
     V.callable_("callback", callback, allow_none=True)
+    if callback is None:  # nothing outside the run: it may be recorded/reused (rlhf_tutorial.cache.reuse_run)
+        return reuse_run("reinforce", config, lambda: _train_reinforce(config, progress, None))
+    return _train_reinforce(config, progress, callback)
+
+
+def _train_reinforce(config: ReinforceConfig, progress: bool, callback):
     envs = make_vec_env(config.env_id, config.num_envs)
     try:
         n_actions = require_discrete(envs.single_action_space, "train_reinforce (REINFORCE)")

@@ -174,6 +174,8 @@ class RewardNet(nn.Module):
         if not isinstance(use_action, bool):
             raise TypeError(f"use_action must be True or False, got {use_action!r}")
         self.hidden, self.use_action = tuple(int(h) for h in hidden), use_action
+        self.init_args = {"obs_dim": self.obs_dim, "n_actions": self.n_actions, "hidden": list(self.hidden),
+                          "use_action": use_action}  # to rebuild it (obs_scale is a buffer, in the state dict)
         scale = torch.ones(self.obs_dim) if obs_scale is None else _finite_tensor("obs_scale", obs_scale).reshape(-1)
         if scale.shape != (self.obs_dim,) or (scale <= 0).any():
             raise ValueError(f"obs_scale must be {self.obs_dim} positive numbers, got {scale.tolist()}")
@@ -408,6 +410,7 @@ class FeedbackLinks(nn.Module):
         super().__init__()
         a = _check_number("init_scale", init_scale)
         beta = _check_number("init_beta", init_beta)
+        self.init_args = {"init_scale": a, "init_beta": beta}  # to rebuild it
         if a <= 0 or beta <= 0:
             raise ValueError(f"a link scale must be > 0: init_scale and init_beta must be > 0, got {init_scale!r} "
                              f"and {init_beta!r}")

@@ -175,6 +175,7 @@ class CategoricalPolicy(nn.Module):
 
     def __init__(self, obs_dim: int, n_actions: int, hidden=(64, 64)):
         super().__init__()
+        self.init_args = {"obs_dim": int(obs_dim), "n_actions": int(n_actions), "hidden": list(hidden)}  # to rebuild it
         self.net = mlp(obs_dim, n_actions, hidden, out_std=0.01)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -194,6 +195,7 @@ class ActorCritic(nn.Module):
 
     def __init__(self, obs_dim: int, n_actions: int, hidden=(64, 64)):
         super().__init__()
+        self.init_args = {"obs_dim": int(obs_dim), "n_actions": int(n_actions), "hidden": list(hidden)}  # to rebuild it
         self.actor = mlp(obs_dim, n_actions, hidden, out_std=0.01)
         self.critic = mlp(obs_dim, 1, hidden, out_std=1.0)
 

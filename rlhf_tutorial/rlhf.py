@@ -45,6 +45,7 @@ from torch import nn
 
 from . import _validate as V
 from . import envs as task_envs
+from .cache import reuse_run
 from .feedback import (
     ComparisonDataset,
     ComparisonLabeler,
@@ -77,6 +78,7 @@ __all__ = [
     "select_queries",
     "random_pairs",
     "LearnedRewardVectorWrapper",
+    "LearnedRewardEnvs",
     "PreferenceModel",
     "state_segments",
     "PreferenceLoopConfig",
@@ -796,6 +798,28 @@ def _dataset(triples: list) -> ComparisonDataset | None:
     return ComparisonDataset([a for a, _, _ in triples], [b for _, b, _ in triples], [y for _, _, y in triples])
 
 
+class LearnedRewardEnvs:
+    """``n -> LearnedRewardVectorWrapper(make_vec_env(env_id, n), reward_model, normalizer)``: the ``envs`` of the trainers (notebook 06).
+
+    What ``train_ppo(cfg, envs=...)`` and ``train_sac(cfg, envs=...)`` call to build ``n`` copies of
+    an env whose reward is learned, as the lambda ``lambda n: LearnedRewardVectorWrapper(...)``
+    would; unlike a lambda, its inputs (the env id and the reward model's weights) can be
+    fingerprinted, so a run on it can be recorded and reused (:func:`rlhf_tutorial.cache.reuse_run`).
+    """
+
+    def __init__(self, env_id: str, reward_model, normalizer=None, uncertainty_penalty: float = 0.0):
+        self.env_id = V.text("env_id", env_id)
+        self.reward_model = V.instance("reward_model", reward_model, (RewardEnsemble, RewardNet), "RewardEnsemble or RewardNet")
+        self.normalizer, self.uncertainty_penalty = normalizer, V.number("uncertainty_penalty", uncertainty_penalty, 0)
+
+    def __call__(self, n: int) -> LearnedRewardVectorWrapper:
+        return LearnedRewardVectorWrapper(make_vec_env(self.env_id, n), self.reward_model, self.normalizer,
+                                          self.uncertainty_penalty)
+
+    def __repr__(self) -> str:
+        return f"LearnedRewardEnvs({self.env_id!r}, {type(self.reward_model).__name__})"
+
+
 class PreferenceModel(NamedTuple):
     """What :func:`run_preference_loop` learns: the policy π_φ and the reward ensemble r̂ (notebook 06)."""
 
@@ -1087,6 +1111,14 @@ def run_preference_loop(config: PreferenceLoopConfig | None = None, callback: Ca
     V.callable_("callback", callback, allow_none=True)
     if cfg.feedback_mix[2] > 0 and scorer is None:
         raise ValueError("feedback_mix asks for comments: pass scorer= (e.g. rlhf_tutorial.language.LanguageScorer())")
+    if callback is None and ensemble is None:  # a fresh run, nothing outside it: may be recorded/reused
+        return reuse_run("preference_loop", (cfg, scorer, initial_labels),
+                         lambda: _run_loop(cfg, None, progress, None, scorer, initial_labels), seeded=("torch", "numpy"))
+    return _run_loop(cfg, callback, progress, ensemble, scorer, initial_labels)
+
+
+def _run_loop(cfg: PreferenceLoopConfig, callback, progress: bool, ensemble, scorer, initial_labels):
+    """The body of :func:`run_preference_loop` (which may instead reuse a recorded run: :func:`rlhf_tutorial.cache.reuse_run`)."""
     loop = _Loop(cfg, ensemble, scorer, initial_labels)
     bar = progress_bar(total=cfg.total_timesteps, desc="RLHF loop", disable=not progress)
     while loop.step < min(cfg.initial_steps, cfg.total_timesteps):  # the untrained policy acts first

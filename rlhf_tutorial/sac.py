@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _validate as V
+from .cache import reuse_run
 from .rl import check_probability, evaluate_policy, make_vec_env, mlp
 from .utils import progress_bar, resolve_threads, seed_everything
 
@@ -197,6 +198,8 @@ class SquashedGaussianActor(nn.Module):
             raise ValueError(f"low and high must have shape ({act_dim},), got {low.shape} and {high.shape}")
         if not (np.isfinite(low).all() and np.isfinite(high).all() and (high > low).all()):
             raise ValueError(f"action bounds must be finite with high > low, got low={low}, high={high}")
+        self.init_args = {"obs_dim": int(obs_dim), "act_dim": int(act_dim), "low": low.tolist(), "high": high.tolist(),
+                          "hidden": list(hidden), "log_std_min": float(log_std_min), "log_std_max": float(log_std_max)}
         # one MLP outputs [μ, pre-log σ]; small last layer ⇒ μ ≈ 0 at the start
         self.net = mlp(obs_dim, 2 * act_dim, hidden, out_std=0.01, activation=nn.ReLU)
         self.register_buffer("action_scale", torch.as_tensor((high - low) / 2.0))
@@ -448,6 +451,13 @@ def train_sac(config: SACConfig | None = None, callback: Callable[[dict], bool |
     """
     cfg = SACConfig() if config is None else V.instance("config", config, SACConfig)
     V.callable_("callback", callback, allow_none=True)
+    if callback is not None:  # a callback may stop the run or have side effects: never reused
+        return _train_sac(cfg, callback, progress, envs)
+    return reuse_run("sac", (cfg, envs), lambda: _train_sac(cfg, None, progress, envs))
+
+
+def _train_sac(cfg: SACConfig, callback, progress: bool, envs):
+    """The body of :func:`train_sac` (which may instead reuse a recorded run: :func:`rlhf_tutorial.cache.reuse_run`)."""
     venv, make = _sac_envs(cfg, envs)
     space = venv.single_action_space
     obs_dim, act_dim = venv.single_observation_space.shape[0], space.shape[0]

@@ -4,7 +4,11 @@ A stub that is not written yet falls back to the package's reference with a bann
 ("using the reference solution: your function ... is not written yet"), so the notebook still runs
 and teaches: no cell may raise, no output may hold a traceback, and a notebook with stubs shows the
 banner. The notebooks reuse the checkpoints cached by the solution notebooks (``$RLHF_TUTORIAL_CACHE``);
-on an empty cache the first one to need a model trains it.
+on an empty cache the first one to need a model trains it. They also reuse the solution notebooks'
+recorded Gymnasium runs (``RLHF_TUTORIAL_RUNS=reuse``, :func:`rlhf_tutorial.cache.reuse_run`): the same
+``train_ppo``/``train_sac``/``train_reinforce``/``run_preference_loop`` call on the same inputs returns the
+recorded network, history and random state instead of training again; a call whose inputs differ
+(a learner's own function inside it) trains.
 
 Run one: ``python -m pytest -q tests/test_student_notebooks.py -k 09``. Each notebook's wall time is
 printed (``-s``) so the instructor guide's lab lengths can be checked.
@@ -28,7 +32,7 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 BANNER = "using the reference solution: your function"
-ENV = {"TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1", "SDL_VIDEODRIVER": "dummy",
+ENV = {"RLHF_TUTORIAL_RUNS": "reuse", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1", "SDL_VIDEODRIVER": "dummy",
        "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONWARNINGS": "ignore"}
 
 
