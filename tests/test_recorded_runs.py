@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -80,7 +81,6 @@ def test_a_reused_run_is_the_recorded_run(runs, tmp_path, trainer):
 
 
 def test_a_reused_preference_loop_is_the_recorded_loop(runs):
-    from dataclasses import replace
     cfg = rlhf.PreferenceLoopConfig(seed=0, total_timesteps=3_200, label_budget=20, segment_length=25,
                                     initial_steps=1_600, phase_steps=800, label_phases=2, reward_epochs=3,
                                     reward_hidden=(16,), eval_every=0, eval_episodes=2,
@@ -104,7 +104,7 @@ def test_a_reused_preference_loop_is_the_recorded_loop(runs):
 def test_another_config_or_reward_is_another_run(runs, tmp_path):
     runs("reuse")
     _, h1 = train_ppo(PPO, progress=False)
-    _, h2 = train_ppo(PPOConfig(**{**PPO.__dict__, "seed": 4}), progress=False)
+    _, h2 = train_ppo(replace(PPO, seed=4), progress=False)
     assert h1["eval_return"] != h2["eval_return"] or h1["policy_loss"] != h2["policy_loss"]
     pool = feedback.collect_segments(feedback.controller_pool(0, (0, 1)), 20, episodes_per_policy=2, seed=0)
     net = reward_model.RewardNet.for_env(ENV_ID, seed=0, use_action=False)
